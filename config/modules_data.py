@@ -1,0 +1,2 @@
+"""Module declarations (placeholder until the registry is filled in)."""
+MODULES = []

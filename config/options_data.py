@@ -1,0 +1,2 @@
+"""Option declarations (placeholder until the registry is filled in)."""
+OPTIONS = []

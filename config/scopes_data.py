@@ -1,0 +1,2 @@
+"""Scope declarations (placeholder until the registry is filled in)."""
+SCOPES = []

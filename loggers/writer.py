@@ -1,0 +1,145 @@
+"""One actor per log file: lines in, batched appends out, written in a named pool.
+
+Owns: one file path and the lines not yet written to it. Everyone else only `tell`s it
+WriterLine messages; the actor appends them in batches from a pool thread (the hub never
+touches the disk), one batch in flight at a time, so lines keep their order. Each batch
+opens the path anew, which is what makes `reopen logs` after a rename (ec_rotate) take
+effect at once. Fails by writing the I/O error to stderr and keeping the lines for the
+next attempt; it never drops a line it was given while the process lives.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import gevent
+from gevent.event import AsyncResult
+
+from ecmta import paths, pools
+from ecmta.actors.base import EcActor
+
+RETRY_DELAY = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class WriterLine:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriterFlush:
+    done: AsyncResult = field(default_factory=AsyncResult)
+
+
+@dataclass(frozen=True, slots=True)
+class WriterReopen:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _WriterRetry:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _WriterBatchDone:
+    count: int
+    error: str | None
+
+
+def append_lines(path: str, data: bytes, mode: int, fsync: bool) -> None:
+    """Pool job: append bytes to path, creating it (and its directory) if needed."""
+    paths.ensure_parent(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileWriterActor(EcActor):
+    kind = "logwriter"
+
+    def __init__(self, path: str, *, name: str | None = None, mode: int = 0o644,
+                 pool: str = "IO", fsync: bool = False) -> None:
+        super().__init__(name or os.path.basename(path))
+        self.path = path
+        self.mode = mode
+        self.pool = pool
+        self.fsync = fsync
+        self.pending: list[str] = []
+        self.in_flight = 0
+        self.waiters: list[tuple[int, AsyncResult]] = []
+        self.written = 0
+        self.queued = 0
+        self._unsent: list[str] = []
+
+    def on_receive(self, message):
+        if isinstance(message, WriterLine):
+            self.pending.append(message.text)
+            self.queued += 1
+            self._kick()
+        elif isinstance(message, _WriterBatchDone):
+            self._batch_done(message)
+        elif isinstance(message, WriterFlush):
+            if self.written >= self.queued:
+                message.done.set(True)
+            else:
+                self.waiters.append((self.queued, message.done))
+        elif isinstance(message, _WriterRetry):
+            self._kick()
+        elif isinstance(message, WriterReopen):
+            pass  # every batch opens the path anew
+        return None
+
+    def _kick(self) -> None:
+        if self.in_flight or not self.pending:
+            return
+        lines, self.pending = self.pending, []
+        self.in_flight = len(lines)
+        data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+        result = pools.submit(self.pool, append_lines, self.path, data, self.mode, self.fsync)
+        me = self.actor_ref
+
+        def done(res, n=len(lines)):
+            err = None if res.successful() else repr(res.exception)
+            if me.is_alive():
+                me.tell(_WriterBatchDone(n, err))
+        result.rawlink(done)
+        self._unsent = lines
+
+    def _batch_done(self, msg: _WriterBatchDone) -> None:
+        self.in_flight = 0
+        if msg.error:
+            print(f"ecmta: cannot write {self.path}: {msg.error}", file=sys.stderr, flush=True)
+            self.pending[:0] = self._unsent
+            gevent.spawn_later(RETRY_DELAY, self._tell_self, _WriterRetry())
+            return
+        self.written += msg.count
+        self._unsent = []
+        still = []
+        for upto, fut in self.waiters:
+            (fut.set(True) if self.written >= upto else still.append((upto, fut)))
+        self.waiters = still
+        self._kick()
+
+    def _tell_self(self, msg) -> None:
+        if self.actor_ref.is_alive():
+            self.actor_ref.tell(msg)
+
+    def on_stop(self) -> None:
+        # Graceful stop: whatever is still pending is written synchronously from here.
+        if self.pending:
+            data = ("\n".join(self.pending) + "\n").encode("utf-8", "surrogateescape")
+            try:
+                pools.run(self.pool, append_lines, self.path, data, self.mode, self.fsync)
+            except Exception as exc:
+                print(f"ecmta: cannot write {self.path}: {exc}", file=sys.stderr, flush=True)
+            self.pending = []

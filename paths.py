@@ -1,0 +1,35 @@
+"""Where ecmta keeps its state when a path in the config is relative.
+
+Momentum installs under /opt/msys/ecelerity and needs root; ecmta runs anywhere. Every
+relative path option (spoolbase, log files, pidfile, scriptlet sources...) is resolved
+against the state directory:
+
+    $ECMTA_HOME, else $XDG_STATE_HOME/ecmta, else ~/.local/state/ecmta
+
+Absolute paths are used as written.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def state_dir() -> str:
+    home = os.environ.get("ECMTA_HOME")
+    if home:
+        return os.path.abspath(home)
+    xdg = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(xdg, "ecmta")
+
+
+def resolve(path: str, base: str | None = None) -> str:
+    """Absolute form of a path option; relative ones live under the state directory."""
+    path = os.path.expanduser(path)
+    if os.path.isabs(path):
+        return path
+    return os.path.join(base or state_dir(), path)
+
+
+def ensure_parent(path: str) -> str:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    return path
