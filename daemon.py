@@ -1,0 +1,225 @@
+"""One `ecelerity` process: loads the config, starts the services in order, serves until told
+to stop, and stops them in reverse.
+
+Owns: the Daemon object console commands see as `ctx.daemon` (design.md §3.4), the pidfile,
+signal handling (SIGTERM/SIGINT graceful stop, SIGHUP reload) and the wiring of the config
+manager to every service's `apply_config`.
+
+Talks to: the Supervisor (start/stop/apply_config), the ConfigManager (reloads, console
+`config set`), the paniclog. Fails at start by raising (the caller prints it and exits 1);
+once running, a failed reload keeps the old generation and says why in the paniclog.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import gevent
+import gevent.monkey
+import structlog
+from gevent.event import Event
+
+from ecmta import paths, pools
+from ecmta.actors.supervisor import Supervisor
+from ecmta.config import ConfigError, ConfigManager
+from ecmta.loggers import panic as paniclog
+from ecmta.loggers.writer import FileWriterActor, WriterFlush, WriterLine, WriterReopen
+
+log = structlog.get_logger("ecmta.daemon")
+
+DEFAULT_PANICLOG = "log/paniclog.ec"
+STOP_GRACE = 30.0
+
+
+def _assert_patched() -> None:
+    if not gevent.monkey.is_module_patched("threading"):
+        raise RuntimeError("gevent.monkey.patch_all() must run before ecmta.daemon is imported")
+
+
+def _global_value(cfg, option, default=None):
+    value = cfg.root.options.get(option.lower())
+    return value.value if value is not None else default
+
+
+class PanicLogService:
+    """Routes paniclog lines to a file writer actor once the daemon is up."""
+
+    name = "paniclog"
+
+    def __init__(self, daemon: "Daemon") -> None:
+        self.daemon = daemon
+        self.ref = None
+
+    def start(self) -> None:
+        self._apply_levels(self.daemon.config.current)
+        path = paths.resolve(DEFAULT_PANICLOG, self.daemon.state_dir)
+        self.ref = self.daemon.supervisor.spawn(FileWriterActor, path, name="paniclog",
+                                                key="logwriter:paniclog")
+        paniclog.set_sink(lambda line: self.ref.tell(WriterLine(line)))
+
+    def apply_config(self, cfg) -> None:
+        self._apply_levels(cfg)
+
+    @staticmethod
+    def _apply_levels(cfg) -> None:
+        flags = [s for s in cfg.scopes("Debug_Flags")]
+        if not flags:
+            paniclog.set_enabled_levels({"ERROR", "CRITICAL"})
+            return
+        enabled = set()
+        for scope in flags:
+            for name, value in scope.options.items():
+                if value.value:
+                    enabled.add(name.upper())
+        paniclog.set_enabled_levels(enabled)
+
+    def reopen(self) -> None:
+        if self.ref is not None:
+            self.ref.tell(WriterReopen())
+
+    def stop(self) -> None:
+        paniclog.set_sink(None)
+        if self.ref is not None and self.ref.is_alive():
+            done = WriterFlush()
+            self.ref.tell(done)
+            done.done.wait(timeout=5)
+            self.ref.stop(timeout=5)
+            self.daemon.supervisor.forget("logwriter:paniclog")
+
+
+class Daemon:
+    def __init__(self, config_path: str | None = None, *, skip: frozenset = frozenset()) -> None:
+        _assert_patched()
+        self.config = ConfigManager(config_path)
+        self.config_path = self.config.path
+        self.skip = skip
+        self.state_dir = paths.state_dir()
+        self.pid = os.getpid()
+        self.started_at = time.time()
+        self.supervisor = Supervisor()
+        self.pools = pools.PoolRegistry(self.config.current)
+        pools.install(self.pools)
+        self._stopping = Event()
+        self._stopped = Event()
+        self.pidfile: str | None = None
+        self.last_apply_problems: list[str] = []
+        self._add_services()
+        self.config.subscribe(self._on_new_generation)
+
+    # -- wiring ------------------------------------------------------------------
+    def _add_services(self) -> None:
+        from ecmta.console import loader
+        from ecmta.transports.control import ControlService
+
+        loader.load_all()
+        self.paniclog = PanicLogService(self)
+        self.supervisor.add(self.pools)
+        self.supervisor.add(self.paniclog)
+        self.control = ControlService(self)
+        self.supervisor.add(self.control)
+
+    def _on_new_generation(self, cfg) -> None:
+        self.last_apply_problems = self.supervisor.apply_config(cfg)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        self._write_pidfile()
+        try:
+            self.supervisor.start_all()
+        except Exception:
+            self._remove_pidfile()
+            raise
+        gevent.signal_handler(signal.SIGTERM, self.shutdown)
+        gevent.signal_handler(signal.SIGINT, self.shutdown)
+        gevent.signal_handler(signal.SIGHUP, self._sighup)
+        paniclog.panic(f"ecelerity started (pid {self.pid}, config {self.config_path})",
+                       subsystem="start", level="NOTICE")
+
+    def serve_forever(self) -> None:
+        self._stopping.wait()
+        self._stop_services()
+
+    def run(self) -> None:
+        self.start()
+        self.serve_forever()
+
+    def shutdown(self) -> None:
+        """Graceful stop: stop accepting, finish in-flight work, flush logs."""
+        self._stopping.set()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def _stop_services(self) -> None:
+        with gevent.Timeout(STOP_GRACE, False):
+            self.supervisor.stop_all()
+        self._remove_pidfile()
+        self._stopped.set()
+
+    def _sighup(self) -> None:
+        gevent.spawn(self._reload_logged)
+
+    def _reload_logged(self) -> None:
+        try:
+            problems = self.reload_config()
+        except ConfigError as exc:
+            paniclog.panic(f"configuration reload failed, keeping the running configuration: {exc}",
+                           subsystem="config", level="CRITICAL")
+            return
+        for problem in problems:
+            paniclog.panic(problem, subsystem="config")
+
+    # -- what console commands use ------------------------------------------------
+    def reload_config(self, path: str | None = None) -> list[str]:
+        """New generation from disk; raises ConfigError (old generation kept)."""
+        self.config.reload(path)
+        return list(self.last_apply_problems)
+
+    def reopen_logs(self) -> None:
+        for svc in self.supervisor.started:
+            reopen = getattr(svc, "reopen", None)
+            if reopen is not None:
+                reopen()
+
+    def modules(self) -> list[dict]:
+        return []
+
+    # -- pidfile -------------------------------------------------------------------
+    def _write_pidfile(self) -> None:
+        raw = _global_value(self.config.current, "pidfile", "ecelerity.pid")
+        path = paths.ensure_parent(paths.resolve(raw, self.state_dir))
+        other = read_pid(path)
+        if other and other != self.pid and pid_alive(other):
+            raise RuntimeError(f"another ecelerity (pid {other}) is running with pidfile {path}")
+        tmp = f"{path}.{self.pid}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(f"{self.pid}\n")
+        os.replace(tmp, path)
+        self.pidfile = path
+
+    def _remove_pidfile(self) -> None:
+        if self.pidfile and read_pid(self.pidfile) == self.pid:
+            try:
+                os.unlink(self.pidfile)
+            except OSError:
+                pass
+
+
+def read_pid(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            return int(fh.read().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
