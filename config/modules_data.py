@@ -1,2 +1,214 @@
-"""Module declarations (placeholder until the registry is filled in)."""
-MODULES = []
+"""Module declarations: one ModuleSpec per stanza name of chapter 71 (Modules Reference).
+
+Chapter 71 has 73 entries: 71.1 Introduction plus 72 module pages. Some pages document several
+stanza names (compress_spool: gzipio, bzip2io; domainkeys: dk_sign, dk_validate; msgc:
+msgc_server, msgc_client; reception_timing: reception_timing_logger; spf: spf_macros, spf_v1,
+senderid; opendkim: dkim_sign, dkim_validate as listed in Table 65.1), so every stanza name a
+config can use gets its own entry; `doc` ties each back to its chapter 71 page.
+
+singleton: from Table 65.1 (modules.summary.all.modules) "(singleton)" marks; modules absent
+from that table are decided from their page's example stanza. Non-singleton modules may still be
+written without an instance name in the docs (`mxip`, `static_routes`, `tls_macros {}`,
+`dnsbuf {}`): the instance name is then the module name.
+api: the `module list` "API:" wording: Singleton for singletons (ds_core), Logger for loggers
+(ec_logger, bounce_logger); Validation for Table 65.1 "Valid" modules; otherwise a descriptive
+class (Transport, IO Wrapper, Auth, Generic).
+
+Every module accepts the common options COMMON_MODULE_OPTIONS (module_config). Module-specific
+options are declared in `options` as each module is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ecmta.config.registry import ModuleSpec
+
+# ----------------------------------------------------------------------------------------
+# BUILT: the ONE place that says which modules ecmta implements (lowercased stanza names).
+# ----------------------------------------------------------------------------------------
+BUILT = frozenset()
+
+# Options every module stanza accepts (module_config): enabled (bool, default true; false =
+# passive, only callable from Lua) and debug_level (DEBUG..CRITICAL, default ERROR).
+COMMON_MODULE_OPTIONS = ("enabled", "debug_level")
+
+# Chapter 71 entries that are not modules.
+CHAPTER_NON_MODULES = {"modules": "71.1. Introduction"}
+
+
+def _m(name, title, doc, api, description, singleton=False):
+    return ModuleSpec(name=name, title=title, doc=doc, singleton=singleton, api=api,
+                      description=description)
+
+
+_SPECS = [
+    _m("ac_auth", "ac_auth – Authentication Handler", "modules.ac_auth", "Auth",
+       "Enable a Lua module to hook into the authentication mechanism"),
+    _m("adaptive", "adaptive – Adaptive Delivery", "modules.adaptive", "Singleton",
+       "Dynamically tune delivery options", singleton=True),
+    _m("alerting", "alerting – Send Alerting Emails", "modules.alerting", "Singleton",
+       "Enable Lua policy scripts and alerts", singleton=True),
+    _m("alias", "alias – Alias Expansion", "modules.alias", "Validation",
+       "Rewrite recipient addresses"),
+    _m("antivirus", "antivirus – Antivirus", "modules.antivirus", "Validation",
+       "The antivirus framework"),
+    _m("as_logger", "as_logger – Audit Series Logger", "modules.as_logger", "Singleton",
+       "Replicate audit series to disk", singleton=True),
+    _m("auth_ds", "auth_ds – Datasource based SMTP Authentication", "modules.auth_ds", "Singleton",
+       "Use a data source to authenticate an SMTP session", singleton=True),
+    _m("auth_radius", "auth_radius – RADIUS based SMTP Authentication", "modules.auth_radius",
+       "Singleton", "Authenticate SMTP sessions via SMTP AUTH using RADIUS servers", singleton=True),
+    _m("beik", "beik – Symantec Brightmail™ Engine Integration Kit", "modules.beik", "Singleton",
+       "This module provides an in-process version of the brightmail module", singleton=True),
+    _m("bind_address_secondary", "bind_address_secondary – Dual-stack IPv4/IPv6 Support",
+       "modules.bind_address_secondary", "Generic",
+       "This module allows a binding to attach itself to an ipv6 address"),
+    _m("bounce_classifier_override", "bounce_classifier_override – Override/Augment Bounce Classifications",
+       "modules.bounce_classifier_override", "Singleton",
+       "Override the built-in bounce classification", singleton=True),
+    _m("bounce_logger", "bounce_logger – Momentum-Style Bounce Logging", "modules.bounce_logger",
+       "Logger", "Log bounced messages"),
+    _m("brightmail", "brightmail – Symantec Brightmail™ Content Scanning Support", "modules.brightmail",
+       "Validation", "Check inbound mail against a Brightmail server"),
+    _m("chunk_logger", "chunk_logger Module", "modules.chunk_logger", "Logger",
+       "Provide an interface for logging asynchronously from Lua, C, and C++"),
+    _m("cidrdb", "cidrdb – CIDRDB", "modules.cidrdb", "Singleton",
+       "Expose scripting functions for checking IP addresses", singleton=True),
+    _m("clamav", "clamav – ClamAV", "modules.clamav", "Validation", "Support for Clam AV"),
+    _m("cloudmark", "cloudmark – Cloudmark Authority® Content Scanning", "modules.cloudmark", "Singleton",
+       "Support for the Cloudmark spam technology", singleton=True),
+    _m("cluster", "cluster – Cluster", "modules.cluster", "Singleton", "Cluster configuration module",
+       singleton=True),
+    _m("commtouch_ctasd", "commtouch_ctasd – Commtouch Spam Protection", "modules.commtouch",
+       "Validation", "Spam protection technology"),
+    _m("compress_spool", "compress_spool – Dynamic Spool Compression", "modules.compress_spool",
+       "Singleton", "Compress large messages before writing them to disk", singleton=True),
+    _m("gzipio", "compress_spool – Dynamic Spool Compression", "modules.compress_spool", "Singleton",
+       "gzip compression algorithm", singleton=True),
+    _m("bzip2io", "compress_spool – Dynamic Spool Compression", "modules.compress_spool", "Singleton",
+       "bzip compression algorithm", singleton=True),
+    _m("conntrol", "conntrol – Fine-Grained Connection Control", "modules.conntrol", "Validation",
+       "Control how inbound connections are established"),
+    _m("csapi", "csapi – Symantec CSAPI Antivirus Support", "modules.csapi", "Validation",
+       "Integration for Symantec content scanners"),
+    _m("custom_bounce_logger", "custom_bounce_logger – Custom Bounce Logging",
+       "modules.custom_bounce_logger", "Logger",
+       'Append a "User_String" to the end of each bounce record'),
+    _m("custom_logger", "custom_logger – User-defined Logging", "modules.custom_logger", "Logger",
+       "Create custom logs"),
+    _m("delay_dsn", "delay_dsn – Delay DSN Generation", "modules.delay_dsn", "Generic",
+       "Configure and send delay DSNs"),
+    _m("dnsbuf", "dnsbuf – Dynamically Set the DNS UDP Buffer Size", "modules.dnsbuf", "Generic",
+       "Manipulate DNS buffer sizes on demand"),
+    _m("dk_sign", "domainkeys – Yahoo! DomainKeys", "modules.domainkeys", "Validation",
+       "Attach domain keys signatures to outbound mail"),
+    _m("dk_validate", "domainkeys – Yahoo! DomainKeys", "modules.domainkeys", "Validation",
+       "Validate inbound mail checking domain keys signatures"),
+    _m("ds_core", "ds_core - Datasource Query Core", "modules.ds_core", "Singleton",
+       "Provide modular data access and caching for use by other modules", singleton=True),
+    _m("ec_logger", "EC_logger – Momentum-Style Logging", "modules.ec_logger", "Logger",
+       "Log the status of messages"),
+    _m("eleven", "eleven – Eleven eXpurgate Content Scanning", "modules.eleven", "Singleton",
+       "This module implements the eleven spam filter and categorization service", singleton=True),
+    _m("engagement_tracker", "engagement_tracker – HTTP Engagement Tracking", "modules.engage_tracker",
+       "Singleton", "Create and parse open- and click-tracked links", singleton=True),
+    _m("event_hydrant", "event_hydrant – Message Tracking", "modules.event_hydrant", "Logger",
+       "Message-tracking event stream"),
+    _m("exim_logger", "exim_logger – Exim Logging", "modules.exim_logger", "Logger",
+       "Support for Exim style logs"),
+    _m("fbl", "fbl - Feedback Loop", "modules.fbl", "Singleton", "Manage feedback loop services",
+       singleton=True),
+    _m("fingerprint", "fingerprint – Host Fingerprinting", "modules.host_fingerprint", "Validation",
+       "Perform passive OS fingerprinting"),
+    _m("http_logger", "http_logger – HTTP Requests and Responses", "modules.http_logger", "Logger",
+       "Log HTTP requests and responses"),
+    _m("httpsrv", "httpsrv – HTTP Server", "modules.httpsrv", "Singleton",
+       "The HTTP server required for using the REST injection API", singleton=True),
+    _m("icu", "icu – ICU", "modules.icu", "Singleton", "Unicode support", singleton=True),
+    _m("ilf_logger", "ilf_logger – Incremental License Fee Logging", "modules.ilf_logger", "Singleton",
+       "Use this module if you have usage-based licenses", singleton=True),
+    _m("inbound_audit", "inbound_audit – Inbound traffic analytics", "modules.inbound_audit",
+       "Singleton", "Provide analytics on sending IPs", singleton=True),
+    _m("ipv6_lookup", "ipv6_lookup – Multi-address-family MX Records", "modules.ipv6_lookup", "Generic",
+       "This module supports multi-address-family MX records, enabling A record lookups for IPv6 addresses"),
+    _m("jlog", "jlog – jlog-Formatted Logging", "modules.jlog", "Singleton",
+       "Create jlog formatted logs", singleton=True),
+    # Not a stanza in practice: configured through liveupdate.conf (BounceLiveUpdates, ...).
+    _m("live_bounce_updates", "Live Bounce Updates – Live Bounce Updates Service",
+       "modules.live.bounce.updates", "Generic",
+       "Canonicalizes bounce messages into a number of categories (configured in liveupdate.conf)"),
+    _m("mail_loop", "mail_loop – Mail Loop Detection", "modules.mail_loop", "Validation",
+       "Automatic suppression of potential mail loops"),
+    _m("maildir", "maildir – Maildir Delivery Support", "modules.maildir", "Transport",
+       "Store messages in maildir format as specified by qmail"),
+    _m("msgc_server", "msgc – Message Systems Group Communication", "modules.msgc", "Singleton",
+       "The server component of MSGC", singleton=True),
+    _m("msgc_client", "msgc – Message Systems Group Communication", "modules.msgc", "Singleton",
+       "The client component of MSGC", singleton=True),
+    _m("msg_gen", "msg_gen – Message Generation", "modules.msg_gen", "Singleton",
+       "HTTP/REST message generation", singleton=True),
+    _m("mxip", "mxip - IP Addresses In MX Records", "modules.mxip", "Generic",
+       "Enable Momentum to deliver to domains with a textual IP address"),
+    _m("opendkim", "opendkim – Open Source DKIM", "modules.opendkim", "Validation",
+       "Validate/sign mail using DKIM signatures"),
+    _m("dkim_sign", "opendkim – Open Source DKIM", "modules.opendkim", "Validation",
+       "Attach DKIM signatures to outbound mail"),
+    _m("dkim_validate", "opendkim – Open Source DKIM", "modules.opendkim", "Validation",
+       "Validate inbound mail checking DKIM signatures"),
+    _m("outbound_audit", "outbound_audit – Outbound traffic analytics", "modules.outbound_audit",
+       "Generic", "Provides time-series analytics on the behavior of receiving domains"),
+    _m("outbound_smtp_auth", "outbound_smtp_auth", "modules.outbound_smtp_auth", "Generic",
+       "Enables users to specify authentication parameters for a given set of messages"),
+    _m("persist_io", "persist_io – Persistent IO Wrapper", "modules.persistio", "Singleton",
+       "Provides a non-volatile cache wrapper for any other IO wrapper", singleton=True),
+    _m("pipe_io", "pipe_io – Pipe IO Wrapper", "modules.pipeio", "Singleton",
+       "Provides ability to writing content via an arbitrary program", singleton=True),
+    _m("pipe_transport", "pipe_transport – Module", "modules.pipe_transport", "Transport",
+       "Pipe messages to a local program"),
+    _m("postfix_logger", "postfix_logger – Postfix Logging", "modules.postfix_logger", "Logger",
+       "Log in Postfix format"),
+    _m("reception_timing", "reception_timing - Reception Timing Modules", "modules.reception_timing",
+       "Validation", "Track how long it takes to receive or reject messages over SMTP"),
+    _m("reception_timing_logger", "reception_timing - Reception Timing Modules",
+       "modules.reception_timing", "Logger", "Log reception timing records through chunk_logger"),
+    _m("response_transcode", "response_transcode – Module", "modules.response_transcode", "Singleton",
+       "Work around broken remote servers", singleton=True),
+    _m("sched", "sched – The Schedule Module", "modules.sched", "Singleton",
+       "Schedule tasks to be run from the console", singleton=True),
+    # Not a Table 65.1 singleton, but only one instance name may exist (modules.scriptlet).
+    _m("scriptlet", "scriptlet - Lua Policy Scripts", "modules.scriptlet", "Validation",
+       "Enable scriptlets for enforcing policy"),
+    _m("securecreds", "securecreds – Password Encryption/Credential Retrieval", "modules.securecreds",
+       "Singleton", "Use encrypted credentials throughout Momentum", singleton=True),
+    _m("seedlist", "seedlist – Seedlist Integration", "modules.seedlist", "Validation",
+       "Deliverability monitoring service"),
+    _m("sendmail_logger", "sendmail_logger – Sendmail Logging", "modules.sendmail_logger", "Logger",
+       "Create Sendmail formatted logs"),
+    _m("smtp_auth_proxy", "smtp_auth_proxy - SMTP Authentication Proxy", "modules.smtp_auth_proxy",
+       "Auth", "Allow edge SMTP servers to forward SMTP AUTH requests to SMTP servers"),
+    _m("smtp_cbv", "smtp_cbv – SMTP Callback Verification", "modules.smtp_cbv", "Validation",
+       "Perform SMTP Callback Verification"),
+    _m("smtp_rcptto_proxy", "smtp_rcptto_proxy - SMTP Recipient-To Proxy", "modules.smtp_rcptto_proxy",
+       "Generic", "Validate a Lua recipient by doing an SMTP call-forward"),
+    _m("smtpapi", "smtpapi – SMTP Engagement Tracking", "modules.smtpapi", "Singleton",
+       "SMTP-injection engagement tracking via the X-MSYS-API header", singleton=True),
+    _m("spf_macros", "spf Modules – spf_macros, spf_v1, and senderid (SPF v2)", "modules.spf",
+       "Singleton", "Generic macro service for SPF", singleton=True),
+    _m("spf_v1", "spf Modules – spf_macros, spf_v1, and senderid (SPF v2)", "modules.spf",
+       "Validation", "Use Sender Policy Framework"),
+    _m("senderid", "spf Modules – spf_macros, spf_v1, and senderid (SPF v2)", "modules.spf",
+       "Validation", "Use Sender Policy Framework (spf_v2)"),
+    _m("static_routes", "static-routes - Static Routes", "modules.static_routes", "Generic",
+       "Route traffic to a given server by IP address and port"),
+    _m("suppress_spool", "suppress_spool – Deferred Message Spooling", "modules.suppress_spool",
+       "Generic", "Defer spool attempts"),
+    _m("syslog_io", "syslog_io – The syslog_io Module", "modules.syslog_io", "Singleton",
+       "Use the syslog wrapper to write entries to the log", singleton=True),
+    _m("tls_macros", "tls_macros – TLS-related Logging", "tls_macros", "Generic",
+       "Provide several macros supporting custom logging of TLS-related data"),
+    _m("url_ripper", "url_ripper – URL Extraction", "modules.url_ripper", "Validation",
+       "A toolkit for DNS-based content correlation"),
+]
+
+MODULES = [replace(spec, built=spec.name.lower() in BUILT) for spec in _SPECS]
