@@ -25,11 +25,10 @@ from ecmta import paths, pools
 from ecmta.actors.supervisor import Supervisor
 from ecmta.config import ConfigError, ConfigManager
 from ecmta.loggers import panic as paniclog
-from ecmta.loggers.writer import FileWriterActor, WriterFlush, WriterLine, WriterReopen
+from ecmta.loggers.ec_logger import LoggingService
 
 log = structlog.get_logger("ecmta.daemon")
 
-DEFAULT_PANICLOG = "log/paniclog.ec"
 STOP_GRACE = 30.0
 
 
@@ -41,52 +40,6 @@ def _assert_patched() -> None:
 def _global_value(cfg, option, default=None):
     value = cfg.root.options.get(option.lower())
     return value.value if value is not None else default
-
-
-class PanicLogService:
-    """Routes paniclog lines to a file writer actor once the daemon is up."""
-
-    name = "paniclog"
-
-    def __init__(self, daemon: "Daemon") -> None:
-        self.daemon = daemon
-        self.ref = None
-
-    def start(self) -> None:
-        self._apply_levels(self.daemon.config.current)
-        path = paths.resolve(DEFAULT_PANICLOG, self.daemon.state_dir)
-        self.ref = self.daemon.supervisor.spawn(FileWriterActor, path, name="paniclog",
-                                                key="logwriter:paniclog")
-        paniclog.set_sink(lambda line: self.ref.tell(WriterLine(line)))
-
-    def apply_config(self, cfg) -> None:
-        self._apply_levels(cfg)
-
-    @staticmethod
-    def _apply_levels(cfg) -> None:
-        flags = [s for s in cfg.scopes("Debug_Flags")]
-        if not flags:
-            paniclog.set_enabled_levels({"ERROR", "CRITICAL"})
-            return
-        enabled = set()
-        for scope in flags:
-            for name, value in scope.options.items():
-                if value.value:
-                    enabled.add(name.upper())
-        paniclog.set_enabled_levels(enabled)
-
-    def reopen(self) -> None:
-        if self.ref is not None:
-            self.ref.tell(WriterReopen())
-
-    def stop(self) -> None:
-        paniclog.set_sink(None)
-        if self.ref is not None and self.ref.is_alive():
-            done = WriterFlush()
-            self.ref.tell(done)
-            done.done.wait(timeout=5)
-            self.ref.stop(timeout=5)
-            self.daemon.supervisor.forget("logwriter:paniclog")
 
 
 class Daemon:
@@ -114,9 +67,9 @@ class Daemon:
         from ecmta.transports.control import ControlService
 
         loader.load_all()
-        self.paniclog = PanicLogService(self)
+        self.logging = LoggingService(self)
         self.supervisor.add(self.pools)
-        self.supervisor.add(self.paniclog)
+        self.supervisor.add(self.logging)
         self.control = ControlService(self)
         self.supervisor.add(self.control)
 

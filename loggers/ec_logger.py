@@ -1,0 +1,240 @@
+"""ec_logger (modules.ec_logger): mainlog, rejectlog, paniclog, heartbeats.
+
+Owns: one FileWriterActor per configured log file of every `ec_logger "name" { ... }`
+stanza, the subscriptions of those files to the log bus, and the heartbeat timer
+(`heartbeat`, default 60 s: `ts@@@@M` in the mainlog, `ts: Marker 1` in the rejectlog).
+Also owns where paniclog lines go: the first ec_logger's `paniclog`, or the state
+directory's log/paniclog.ec when no ec_logger is configured (the daemon must always have
+a paniclog).
+
+Destinations are file paths (relative ones under the state directory) or `file://` URIs;
+other URI schemes (jlog://, syslog://, pipe://, ...) are refused at start with an error
+that names them. log_receptions / log_deliveries / log_transient_failures /
+log_permanent_failures / log_rejections / log_errors switch the event kinds; *_mode sets
+file permissions (octal).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import gevent
+
+from ecmta import paths
+from ecmta.loggers import bus, formats, panic, records
+from ecmta.loggers.writer import FileWriterActor, WriterFlush, WriterLine, WriterReopen
+
+DEFAULT_PANICLOG = "log/paniclog.ec"
+FILE_KINDS = ("mainlog", "rejectlog", "paniclog", "acctlog", "importlog")
+SWITCHES = {
+    "log_receptions": (records.Reception,),
+    "log_deliveries": (records.Delivery,),
+    "log_transient_failures": (records.Failure,),
+    "log_permanent_failures": (records.Failure,),
+    "log_rejections": (records.Rejection,),
+}
+
+
+class LogConfigError(ValueError):
+    pass
+
+
+def _opt(scope, name, default=None):
+    value = scope.options.get(name) if scope is not None else None
+    return default if value is None else value.value
+
+
+def destination(raw: str, option: str, state_dir: str) -> str:
+    """File path of a log destination; refuses URI schemes not built yet."""
+    if "://" in raw:
+        scheme, rest = raw.split("://", 1)
+        if scheme.lower() != "file":
+            raise LogConfigError(f"{option} = \"{raw}\": log destination scheme '{scheme}://' is not "
+                                 "available in this version (use a file path)")
+        raw = rest
+    return paths.resolve(raw, state_dir)
+
+
+@dataclass
+class _Instance:
+    name: str
+    writers: dict
+    switches: dict
+    handles: list
+
+
+class LoggingService:
+    """The daemon's logging service: paniclog always, ec_logger stanzas when configured."""
+
+    name = "logging"
+
+    def __init__(self, daemon) -> None:
+        self.daemon = daemon
+        self.instances: list[_Instance] = []
+        self.panic_writer = None
+        self._heartbeat = None
+        self._serial = 0
+        self._keys: dict[int, str] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        self._build(self.daemon.config.current)
+        self._heartbeat = gevent.spawn(self._heartbeat_loop)
+
+    def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.kill(block=False)
+        panic.set_sink(None)
+        self._teardown(self.instances, self.panic_writer)
+        self.instances, self.panic_writer = [], None
+
+    def apply_config(self, cfg) -> None:
+        old, old_panic = self.instances, self.panic_writer
+        self.instances, self.panic_writer = [], None
+        try:
+            self._build(cfg)
+        except LogConfigError:
+            self.instances, self.panic_writer = old, old_panic
+            panic.set_sink(self._panic_sink(old_panic))
+            raise
+        self._teardown(old, old_panic)
+
+    def reopen(self) -> None:
+        for inst in self.instances:
+            for ref in inst.writers.values():
+                ref.tell(WriterReopen())
+        if self.panic_writer is not None:
+            self.panic_writer.tell(WriterReopen())
+
+    def flush(self, timeout: float = 10) -> None:
+        """Wait until every line handed to a writer so far is on disk (tests, shutdown)."""
+        for ref in self._all_writers():
+            msg = WriterFlush()
+            ref.tell(msg)
+            msg.done.wait(timeout)
+
+    # -- building ------------------------------------------------------------------
+    def _build(self, cfg) -> None:
+        state = self.daemon.state_dir
+        self._apply_debug_flags(cfg)
+        panic_path = None
+        for scope in cfg.scopes("ec_logger"):
+            inst = self._instance(scope, state)
+            self.instances.append(inst)
+            if panic_path is None and "paniclog" in inst.writers:
+                self.panic_writer = inst.writers["paniclog"]
+                panic_path = True
+        if self.panic_writer is None:
+            self.panic_writer = self._writer(paths.resolve(DEFAULT_PANICLOG, state), "paniclog", 0o644)
+        panic.set_sink(self._panic_sink(self.panic_writer))
+
+    def _instance(self, scope, state: str) -> _Instance:
+        writers = {}
+        for kind in FILE_KINDS:
+            raw = _opt(scope, kind)
+            if raw:
+                mode = _opt(scope, f"{kind}_mode", 0o644)
+                writers[kind] = self._writer(destination(raw, kind, state), kind, mode)
+        switches = {name: bool(_opt(scope, name, True)) for name in SWITCHES}
+        switches["log_errors"] = bool(_opt(scope, "log_errors", True))
+        inst = _Instance(scope.name or "ec_logger", writers, switches, [])
+        if "mainlog" in writers:
+            inst.handles.append(bus.subscribe(self._mainlog_kinds(switches), self._mainlog_cb(inst)))
+        if "rejectlog" in writers and switches["log_rejections"]:
+            inst.handles.append(bus.subscribe((records.Rejection,), self._rejectlog_cb(inst)))
+        return inst
+
+    @staticmethod
+    def _mainlog_kinds(switches) -> tuple:
+        kinds = []
+        if switches["log_receptions"]:
+            kinds.append(records.Reception)
+        if switches["log_deliveries"]:
+            kinds.append(records.Delivery)
+        if switches["log_transient_failures"] or switches["log_permanent_failures"]:
+            kinds.append(records.Failure)
+        return tuple(kinds)
+
+    @staticmethod
+    def _mainlog_cb(inst: _Instance):
+        writer, sw = inst.writers["mainlog"], inst.switches
+
+        def on_record(rec) -> None:
+            if isinstance(rec, records.Failure):
+                if not sw["log_permanent_failures" if rec.permanent else "log_transient_failures"]:
+                    return
+            writer.tell(WriterLine(formats.mainlog(rec)))
+        return on_record
+
+    @staticmethod
+    def _rejectlog_cb(inst: _Instance):
+        writer = inst.writers["rejectlog"]
+        return lambda rec: writer.tell(WriterLine(formats.rejectlog(rec)))
+
+    def _writer(self, path: str, kind: str, mode: int):
+        self._serial += 1
+        key = f"logwriter:{kind}:{self._serial}"
+        ref = self.daemon.supervisor.spawn(FileWriterActor, path, name=kind, mode=mode, key=key)
+        self._keys[id(ref)] = key
+        return ref
+
+    @staticmethod
+    def _panic_sink(ref):
+        if ref is None:
+            return None
+        return lambda line: ref.tell(WriterLine(line))
+
+    @staticmethod
+    def _apply_debug_flags(cfg) -> None:
+        scopes = cfg.scopes("Debug_Flags")
+        if not scopes:
+            panic.set_enabled_levels({"ERROR", "CRITICAL"})
+            return
+        enabled = {name.upper() for s in scopes for name, v in s.options.items() if v.value}
+        panic.set_enabled_levels(enabled)
+
+    # -- heartbeats and teardown ------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        last = {}
+        while True:
+            gevent.sleep(1.0)
+            now = time.time()
+            for inst in self.instances:
+                every = _heartbeat_of(self.daemon.config.current, inst.name)
+                if every <= 0 or now - last.get(inst.name, 0) < every:
+                    continue
+                last[inst.name] = now
+                if "mainlog" in inst.writers:
+                    inst.writers["mainlog"].tell(WriterLine(formats.mainlog_heartbeat(now)))
+                if "rejectlog" in inst.writers:
+                    inst.writers["rejectlog"].tell(WriterLine(formats.rejectlog_heartbeat(now)))
+
+    def _all_writers(self):
+        refs = [ref for inst in self.instances for ref in inst.writers.values()]
+        if self.panic_writer is not None and self.panic_writer not in refs:
+            refs.append(self.panic_writer)
+        return refs
+
+    def _teardown(self, instances, panic_writer) -> None:
+        refs = [ref for inst in instances for ref in inst.writers.values()]
+        if panic_writer is not None and panic_writer not in refs:
+            refs.append(panic_writer)
+        for inst in instances:
+            for handle in inst.handles:
+                bus.unsubscribe(handle)
+        for ref in refs:
+            # Stopped on purpose: the supervisor must not bring it back.
+            self.daemon.supervisor.forget(self._keys.pop(id(ref), ""))
+            if ref.is_alive():
+                msg = WriterFlush()
+                ref.tell(msg)
+                msg.done.wait(5)
+                ref.stop(timeout=5)
+
+
+def _heartbeat_of(cfg, name: str) -> float:
+    for scope in cfg.scopes("ec_logger"):
+        if (scope.name or "ec_logger") == name:
+            return float(_opt(scope, "heartbeat", 60) or 0)
+    return 0.0
