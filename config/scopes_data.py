@@ -73,9 +73,9 @@ _SPECS = [
     _s("SNMP_Traps", False, _G, "conf.ref.snmp"),
     _s("Destination", True, "snmp_traps", "conf.ref.snmp"),   # trap destination "ip:port"
     # adaptive delivery
-    _s("adaptive_backstore_leveldb", False, _G, "conf.ref.adaptive_backstore_leveldb"),
-    _s("adaptive_backstore_riak", False, _G, "conf.ref.adaptive_backstore_riak"),
-    _s("adaptive_sweep_rule", True, "global binding binding_group domain", "modules.adaptive",
+    _s("Adaptive_Backstore_Leveldb", False, _G, "conf.ref.adaptive_backstore_leveldb"),
+    _s("Adaptive_Backstore_Riak", False, _G, "conf.ref.adaptive_backstore_riak"),
+    _s("Adaptive_Sweep_Rule", True, "global binding binding_group domain", "modules.adaptive",
        module="adaptive"),
     # cluster (ecelerity-cluster.conf / eccluster.conf on the cluster manager)
     _s("Replicate", True, "cluster", "conf.ref.ecelerity_cluster.conf", module="cluster"),

@@ -177,7 +177,7 @@ def test_scope_specs():
 def test_scope_options_have_scope_specs():
     for spec in options_data.OPTIONS:
         if spec.type == "scope":
-            assert registry.scope(spec.name) is not None, spec.name
+            assert registry.scope(spec.name).name == spec.name, spec.name
 
 
 # ---------------------------------------------------------------- modules
