@@ -32,8 +32,10 @@ REPLY_TIMEOUT = 300.0
 _VERSION_RE = re.compile(r"version:\s*(\S+)")
 
 
-class ControlError(Exception):
-    """The control channel could not be used; the text says where and why."""
+class ControlError(OSError):
+    """The control channel could not be used; the text says where and why.
+
+    An OSError, so callers that retry on socket errors (waiting for a daemon) retry on it."""
 
 
 @dataclass(frozen=True)
