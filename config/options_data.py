@@ -336,7 +336,7 @@ _SPECS = [
     _o('Memory_Goal', 'int', 90, 'global', doc='conf.ref.memory_goal', description='Configure physical memory usage goal'),
     _o('Memory_HWM', 'int', 95, 'global', doc='conf.ref.memory_hwm', description='Configure physical memory usage high-water mark'),
     # code default (table, digest); the shipped ecelerity.conf / page synopsis set 604800
-    _o('Message_Expiration', 'enum', 86400, 'binding binding_group domain global', choices=(86400, 'code default (table, digest); the shipped ecelerity.conf / page synopsis set 604800'), doc='conf.ref.message_expiration', description='Time to live for messages'),
+    _o('Message_Expiration', 'interval', 86400, 'binding binding_group domain global', doc='conf.ref.message_expiration', description='Time to live for messages'),
     _o('Migrate_Connections_Between_Sibling_Domains', 'bool', True, 'global', doc='conf.ref.migrate_connections_between_sibling_domains', description='Optimize connections for sibling domains'),
     _o('MIME_Parse_Large_Messages_During_Reception', 'bool', True, 'global', doc='conf.ref.mime_parse_large_messages_during_reception', description='Configure whether large messages are parsed upon reception or just in time'),
     _o('Min_DNS_TTL', 'interval', 0, 'global', doc='conf.ref.min_dns_ttl', description='Override DNS TTLs smaller than this value'),
@@ -348,7 +348,7 @@ _SPECS = [
     _o('Nodename', 'string', None, 'cluster', module='cluster', doc='modules.cluster', description='Override the node name that is used to canonically identify this cluster node (cluster-specific)'),
     _o('NOTICE', 'list', (), 'debug_flags', doc='conf.ref.debug_flags', description='Set the debug level'),
     # code default; the shipped ecelerity.conf sets false
-    _o('Only_Use_Best_MX_For_Relay_Domains', 'enum', True, 'global', choices=(True, 'code default; the shipped ecelerity.conf sets false'), doc='conf.ref.only_use_best_mx_for_relay_domains', description='If this is set to true only the lowest numerical priority MXs are used'),
+    _o('Only_Use_Best_MX_For_Relay_Domains', 'bool', True, 'global', doc='conf.ref.only_use_best_mx_for_relay_domains', description='If this is set to true only the lowest numerical priority MXs are used'),
     _o('Open_Relay', 'bool', False, 'esmtp_listener listen pathway pathway_group peer', doc='conf.ref.open_relay', description='Whether the MTA is an open relay or not'),
     _o('Open_Tracking_Enabled', 'bool', False, 'esmtp_listener listen pathway pathway_group peer', doc='config.open_tracking_enabled', description='Enable or disable open tracking for SMTP injections'),
     _o('Open_Tracking_Scheme', 'string', 'http', 'esmtp_listener listen pathway pathway_group peer', doc='config.open_tracking_scheme', description='Set the hyperlink scheme to use for open tracking links in SMTP injections'),
