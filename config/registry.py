@@ -72,22 +72,33 @@ def _index(items):
     return {item.name.lower(): item for item in items}
 
 
-def _load():
-    from ecmta.config import modules_data, options_data, scopes_data
-    return (_index(options_data.OPTIONS), _index(scopes_data.SCOPES),
-            _index(modules_data.MODULES))
+_tables: dict | None = None
 
 
-OPTIONS, SCOPES, MODULES = _load()
+def _load() -> dict:
+    # Lazy: the data modules import the spec classes above, so loading them at import
+    # time would make the import order matter.
+    global _tables
+    if _tables is None:
+        from ecmta.config import modules_data, options_data, scopes_data
+        _tables = {"OPTIONS": _index(options_data.OPTIONS), "SCOPES": _index(scopes_data.SCOPES),
+                   "MODULES": _index(modules_data.MODULES)}
+    return _tables
+
+
+def __getattr__(name: str):
+    if name in ("OPTIONS", "SCOPES", "MODULES"):
+        return _load()[name]
+    raise AttributeError(name)
 
 
 def option(name: str) -> OptionSpec | None:
-    return OPTIONS.get(name.lower())
+    return _load()["OPTIONS"].get(name.lower())
 
 
 def scope(name: str) -> ScopeSpec | None:
-    return SCOPES.get(name.lower())
+    return _load()["SCOPES"].get(name.lower())
 
 
 def module(name: str) -> ModuleSpec | None:
-    return MODULES.get(name.lower())
+    return _load()["MODULES"].get(name.lower())
