@@ -22,8 +22,11 @@ RuntimeError (jobs must not submit jobs).
 
 from __future__ import annotations
 
+import time
+
 import gevent
 import gevent.monkey
+import pykka
 from gevent.monkey import get_original
 
 from ecmta.loggers.panic import panic
@@ -46,6 +49,7 @@ DELEGATE_POOL = "io"        # where concurrency-0 pools run their jobs
 STOP_TIMEOUT = 30.0
 
 _os_thread_ident = get_original("_thread", "get_ident")
+OPTION_NAMES = {"concurrency": "Concurrency", "backlog": "Backlog", "stack_size": "Stack_Size"}
 
 
 def _int_option(scope, option: str, minimum: int) -> int | None:
@@ -58,8 +62,8 @@ def _int_option(scope, option: str, minimum: int) -> int | None:
     except (TypeError, ValueError):
         n = None
     if n is None or isinstance(raw, bool) or n < minimum or (isinstance(raw, float) and raw != n):
-        raise ValueError(f'ThreadPool "{scope.name}": {option} must be an integer >= {minimum}, '
-                         f"not {raw!r}")
+        raise ValueError(f'ThreadPool "{scope.name}": {OPTION_NAMES[option]} must be an '
+                         f"integer >= {minimum}, not {raw!r}")
     return n
 
 
@@ -78,7 +82,7 @@ def _read_stanza(scope) -> dict:
 def _stack_size_option(scope) -> int | None:
     n = _int_option(scope, "stack_size", 0)
     if n is not None and 0 < n < 32768:
-        raise ValueError(f'ThreadPool "{scope.name}": stack_size must be 0 (system default) '
+        raise ValueError(f'ThreadPool "{scope.name}": Stack_Size must be 0 (system default) '
                          f"or at least 32768 bytes, not {n}")
     return n
 
@@ -188,8 +192,8 @@ class PoolRegistry:
         """One dict per pool in creation order (fields of msys.threadpool.stat)."""
         pools = list(self._pools.values())
         futures = [pool.stats_async() for pool in pools]   # ask all, then collect
-        return [fut.get(timeout=timeout) if fut is not None else pool.static_stats()
-                for pool, fut in zip(pools, futures)]
+        deadline = time.monotonic() + timeout
+        return [_collect(pool, fut, deadline) for pool, fut in zip(pools, futures)]
 
     def queue(self, name, timeout: float = ASK_TIMEOUT) -> list[dict]:
         return self.get(name).queue(timeout)
@@ -236,6 +240,15 @@ class PoolRegistry:
             return []
         return [f'ThreadPool "{pool.name}": Backlog change {pool.backlog} -> {wanted} '
                 "takes effect after a restart"]
+
+
+def _collect(pool: Pool, fut, deadline: float) -> dict:
+    if fut is None:
+        return pool.static_stats()
+    try:
+        return fut.get(timeout=max(0.0, deadline - time.monotonic()))
+    except pykka.Timeout:   # a stuck actor must not hang `threads stats`
+        return dict(pool.static_stats(), running=True, busy=True)
 
 
 def _pick(value, default):

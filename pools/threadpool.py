@@ -6,9 +6,12 @@ the statistics `threads stats` prints. The queue, the dispatching and the statis
 to a `PoolActor` (EcActor, kind "threadpool", name = pool name); `Pool` is the front end
 callers hold.
 
-Talks to: callers on the hub (`Pool.submit` tells the actor the job and returns a
-gevent AsyncResult: one tell per job, no ask), the worker threads (`run_job`), and for a
-pool of concurrency 0 the delegate pool (see below). Logs to the paniclog only when a
+Talks to: callers on the hub (`Pool.submit` returns a gevent AsyncResult, never asks),
+the worker threads (`run_job`), and for a pool of concurrency 0 the delegate pool (see
+below). Jobs and completions reach the actor through two staging deques plus one
+doorbell tell per batch (`_Bell`): a pykka message per job would cost more than a short
+job itself, and the deques keep submit order. Everything runs on the hub thread, so the
+deques need no lock. Logs to the paniclog only when a
 thread cannot be started.
 
 Rules:
@@ -106,12 +109,12 @@ class Job:
                 "age": now - self.queued_at}
 
 
-class _Done:
-    __slots__ = ("ok", "elapsed")
+class _Bell:
+    """Doorbell: new jobs or completions wait in the pool's staging deques."""
+    __slots__ = ()
 
-    def __init__(self, ok: bool, elapsed: float) -> None:
-        self.ok = ok
-        self.elapsed = elapsed
+
+_BELL = _Bell()
 
 
 class _SetConcurrency:
@@ -170,26 +173,37 @@ class PoolActor(EcActor):
     # -- messages ----------------------------------------------------------------
     def on_receive(self, msg):
         kind = type(msg)
-        if kind is Job:
-            self.queue.append(msg)
-            self._pump()
-        elif kind is _Done:
-            self.stats.finished(monotonic(), msg.elapsed, msg.ok)
-            self._pump()
-            self._check_drained()
+        if kind is _Bell:
+            self._on_bell()
         elif kind is _SetConcurrency:
             self._set_concurrency(msg.n)
         elif kind is _GetStats:
             return self._snapshot()
         elif kind is _GetQueue:
             now = monotonic()
-            return [job.describe(now) for job in self.queue]
+            return [job.describe(now) for job in (*self.queue, *self.pool._incoming)]
         elif kind is _Drain:
             self.drain_waiters.append(msg.waiter)
             self._check_drained()
         elif kind is _Abort:
             self._abort()
         return None
+
+    def _on_bell(self) -> None:
+        pool = self.pool
+        pool._rung = False     # first: whatever arrives while we work rings again
+        finished = pool._finished
+        if finished:
+            stats = self.stats
+            while finished:
+                ok, elapsed, at = finished.popleft()
+                stats.finished(at, elapsed, ok)
+        incoming = pool._incoming
+        if incoming:
+            self.queue.extend(incoming)
+            incoming.clear()
+        self._pump()
+        self._check_drained()
 
     # -- dispatching -------------------------------------------------------------
     def _delegate(self):
@@ -280,6 +294,8 @@ class PoolActor(EcActor):
 
     def _abort(self) -> None:
         exc = PoolStopped(f"thread pool {self.pool.display} stopped before running the job")
+        self.queue.extend(self.pool._incoming)
+        self.pool._incoming.clear()
         while self.queue:
             job = self.queue.popleft()
             if job.admitted:
@@ -338,6 +354,9 @@ class Pool:
         self.delegate = delegate          # callable -> Pool | None, for concurrency 0
         self._admit = Semaphore(backlog) if backlog > 0 else None
         self.pending_backlog: int | None = None
+        self._incoming: collections.deque[Job] = collections.deque()   # not yet seen by the actor
+        self._finished: collections.deque[tuple] = collections.deque()  # (ok, elapsed, done at)
+        self._rung = False       # a _Bell is on its way to the actor
         self._ref = None
         self._closed = True
         self.over_admitted = 0
@@ -352,6 +371,8 @@ class Pool:
     def start(self) -> None:
         if not self.running:
             self._apply_backlog()
+            self._finished.clear()
+            self._rung = False
             self._ref = PoolActor.start(self)
         self._closed = False
 
@@ -364,13 +385,16 @@ class Pool:
 
     def _enqueue(self, fn, args, kwargs, internal: bool) -> AsyncResult:
         admitted = self._admit is not None and self._wait_for_room(internal)
-        job = Job(self, fn, args, kwargs, admitted)
-        try:
-            self._ref.tell(job)
-        except (ActorDeadError, AttributeError):
+        ref = self._ref
+        if ref is None or not ref.is_alive():
             if admitted:
                 self._admit.release()
-            raise PoolStopped(f"thread pool {self.display} is not running") from None
+            raise PoolStopped(f"thread pool {self.display} is not running")
+        job = Job(self, fn, args, kwargs, admitted)
+        self._incoming.append(job)
+        if not self._rung:
+            self._rung = True
+            ref.tell(_BELL)
         return job.result
 
     def _wait_for_room(self, internal: bool) -> bool:
@@ -388,11 +412,12 @@ class Pool:
 
     def _job_done(self, ok: bool, elapsed: float) -> None:
         ref = self._ref
-        if ref is not None:
-            try:
-                ref.tell(_Done(ok, elapsed))
-            except ActorDeadError:
-                pass  # aborted pool: the caller still gets its result
+        if ref is None or not ref.is_alive():
+            return   # aborted pool: the caller still gets its result
+        self._finished.append((ok, elapsed, monotonic()))
+        if not self._rung:
+            self._rung = True
+            ref.tell(_BELL)
 
     # -- run-time changes --------------------------------------------------------
     def set_concurrency(self, n: int) -> None:
