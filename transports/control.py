@@ -256,7 +256,8 @@ class _Listener:
         self.endpoint = endpoint
 
     def stop(self) -> None:
-        self.server.stop(timeout=0)
+        # close(), not StreamServer.stop(): that would join and kill the calling session too.
+        self.server.close()
         me = gevent.getcurrent()
         others = [g for g in list(self.pool) if g is not me]
         gevent.killall(others, block=True, timeout=STOP_GRACE)

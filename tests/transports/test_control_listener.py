@@ -349,3 +349,50 @@ def test_apply_config_reports_endpoints_it_cannot_open(servers, sockdir):
         assert not ok
         assert f"cannot listen on {sockdir}/missing/b: No such file or directory" in text
         assert client.command("pid")[0]
+
+
+def test_removing_the_endpoint_of_the_asking_session_still_answers(servers, sockdir):
+    srv = servers([{"address": f"{sockdir}/a"}, {"address": f"{sockdir}/b"}])
+    other = ControlClient.connect(f"{sockdir}/b")
+    spec = {"listeners": [{"listens": [[f"{sockdir}/a", {}]]}]}
+    with ControlClient.connect(f"{sockdir}/b") as client:
+        ok, text = client.command("test reconfigure " + shlex.quote(json.dumps(spec)))
+        assert (ok, json.loads(text)) == (True, [f"{sockdir}/a"])
+        assert client.command("test echo alive") == (True, "alive")
+    assert not os.path.exists(f"{sockdir}/b")
+    with pytest.raises(OSError):   # the other session on the removed endpoint was ended
+        other.command("pid")
+    with ControlClient.connect(f"{sockdir}/a") as client:
+        assert client.command("pid") == (True, str(srv.proc.pid))
+
+
+def test_endpoints_from_a_real_config_file(tmp_path):
+    config = pytest.importorskip("ecmta.config")
+    if not hasattr(config, "load_config"):
+        pytest.skip("ecmta.config.load_config is not there yet")
+    conf = tmp_path / "ecelerity.conf"
+    conf.write_text('Control_Listener {\n  Timeout = 30\n'
+                    '  Listen "/tmp/2025" { File_Mode = 0666 }\n'
+                    '  Listen "127.0.0.1:2025" { Listen_Backlog = 10 }\n'
+                    '  Listen "*:2026" { Enable = false }\n}\n')
+    assert endpoints_from_config(config.load_config(str(conf))) == [
+        Endpoint("/tmp/2025", file_mode=0o666, timeout=30.0, backlog=500),
+        Endpoint("127.0.0.1:2025", file_mode=0o660, timeout=30.0, backlog=10),
+    ]
+
+
+def _has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_ipv6_listen_address(servers):
+    srv = servers([{"address": "[::1]:0"}])
+    assert srv.address.startswith("[::1]:")
+    with ControlClient.connect(srv.address) as client:
+        assert client.command("pid") == (True, str(srv.proc.pid))
