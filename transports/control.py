@@ -57,7 +57,7 @@ class ControlListenerError(Exception):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One `Listen` stanza of the Control_Listener."""
+    """One `Listen` stanza of the Control_Listener; timeout 0 means no idle timeout."""
     address: str
     file_mode: int = DEFAULT_FILE_MODE
     timeout: float = DEFAULT_TIMEOUT
@@ -132,8 +132,8 @@ def _endpoint_from_scopes(address: str, scopes) -> Endpoint:
     backlog = _option(scopes, "listen_backlog")
     return Endpoint(address,
                     file_mode=int(mode) if mode is not None else DEFAULT_FILE_MODE,
-                    timeout=float(timeout) if timeout else DEFAULT_TIMEOUT,
-                    backlog=int(backlog) if backlog else DEFAULT_BACKLOG)
+                    timeout=float(timeout) if timeout is not None else DEFAULT_TIMEOUT,
+                    backlog=int(backlog) if backlog is not None else DEFAULT_BACKLOG)
 
 
 def _enabled(scopes) -> bool:
@@ -237,7 +237,12 @@ class _Listener:
         self.inode = os.stat(self.addr.path).st_ino if self.addr.kind == "unix" else None
         self.pool = Pool(MAX_SESSIONS)
         self.server = StreamServer(self.sock, self._handle, spawn=self.pool)
-        self.server.start()
+        try:
+            self.server.start()
+        except Exception:
+            self.sock.close()
+            self._unlink_own_socket()
+            raise
 
     @property
     def bound(self) -> str:
@@ -315,7 +320,7 @@ class ControlSession:
         self.daemon = daemon
         self.sock = sock
         self.session = session
-        self.timeout = timeout
+        self.timeout = timeout or None   # None: wait for input forever (Timeout = 0)
         self.reader = sock.makefile("rb")
 
     def run(self) -> None:
@@ -361,7 +366,8 @@ class ControlSession:
         return raw if len(raw) > MAX_LINE else raw.rstrip(b"\r\n")
 
     def send(self, ok: bool, text: str) -> None:
-        self.sock.settimeout(self.timeout)
+        # A client that stops reading is dropped even when idle sessions may live forever.
+        self.sock.settimeout(self.timeout or DEFAULT_TIMEOUT)
         try:
             self.sock.sendall(encode_frame(ok, text))
         except (TimeoutError, socket.timeout):

@@ -396,3 +396,24 @@ def test_ipv6_listen_address(servers):
     assert srv.address.startswith("[::1]:")
     with ControlClient.connect(srv.address) as client:
         assert client.command("pid") == (True, str(srv.proc.pid))
+
+
+def test_timeout_zero_means_no_idle_timeout(servers, sockdir):
+    srv = servers([{"address": f"{sockdir}/ctl", "timeout": 0}])
+    sock, reader = raw_connect(srv.address)
+    read_frame(reader, "x")
+    sock.settimeout(1.0)
+    with pytest.raises(socket.timeout):
+        reader.read(1)   # nothing arrives: the server keeps waiting
+
+
+def test_a_client_that_stops_reading_does_not_stall_others(servers, sockdir):
+    srv = servers([{"address": f"{sockdir}/ctl"}])
+    greedy, reader = raw_connect(srv.address)
+    read_frame(reader, "x")
+    greedy.sendall(b"test big 200000\n" * 20)   # megabytes of answers nobody reads
+    start = time.monotonic()
+    with ControlClient.connect(srv.address) as client:
+        assert client.command("pid") == (True, str(srv.proc.pid))
+    assert time.monotonic() - start < 2.0
+    greedy.close()
