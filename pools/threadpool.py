@@ -46,6 +46,7 @@ import gevent.threadpool
 from gevent.event import AsyncResult
 from gevent.lock import Semaphore
 from gevent.monkey import get_original
+import pykka
 from pykka import ActorDeadError
 
 from ecmta.actors.base import EcActor
@@ -287,7 +288,9 @@ class PoolActor(EcActor):
 
     # -- stopping ----------------------------------------------------------------
     def _check_drained(self) -> None:
-        if self.drain_waiters and not self.queue and not self.stats.in_flight:
+        # Jobs still in the staging deque count: their bell may be behind the drain.
+        if (self.drain_waiters and not self.queue and not self.pool._incoming
+                and not self.stats.in_flight):
             waiters, self.drain_waiters = self.drain_waiters, []
             for w in waiters:
                 w.set(True)
@@ -320,11 +323,12 @@ class PoolActor(EcActor):
         threads = self.tp.size if self.tp is not None else 0
         active = min(self.stats.in_flight, threads)
         delegate = self._delegate() if self._threads() == 0 else None
+        queued = len(self.queue) + len(self.pool._incoming)
         out.update({
             "running": True,
             "delegate": delegate.name if delegate is not None else None,
-            "queue_sz": len(self.queue),
-            "job_num_queued": len(self.queue),
+            "queue_sz": queued,
+            "job_num_queued": queued,
             "num_threads": threads,
             "num_active_threads": active,
             "num_inactive_threads": threads - active,
@@ -461,7 +465,11 @@ class Pool:
     def halt(self, timeout: float | None = ASK_TIMEOUT) -> None:
         ref, self._closed = self._ref, True
         if ref is not None and ref.is_alive():
-            ref.stop(timeout=timeout)
+            try:
+                ref.stop(timeout=timeout)
+            except pykka.Timeout:
+                panic(f"thread pool {self.display} did not stop within {timeout}s",
+                      subsystem="threadpool")
 
     # -- introspection -----------------------------------------------------------
     @property

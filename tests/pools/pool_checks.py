@@ -269,6 +269,16 @@ def backlog_blocks():
     g.join(timeout=10)
     assert g.dead and len(submitted) == 10
     assert [r.get(timeout=10) for r in submitted] == list(range(10))
+    # the hub itself cannot wait: a submit from a hub callback is admitted over the limit
+    gate2 = Gate()
+    held = [reg.submit("narrow", gate2.wait_job, i) for i in range(4)]
+    from_hub = []
+    gevent.get_hub().loop.run_callback(
+        lambda: from_hub.append(reg.submit("narrow", gate2.wait_job, "hub")))
+    assert wait_until(lambda: from_hub)
+    assert reg.get("narrow").over_admitted == 1 and len(reg.queue("narrow")) == 4
+    gate2.open()
+    assert [r.get(timeout=10) for r in held + from_hub] == [0, 1, 2, 3, "hub"]
     # backlog is fixed while running: the change is reported and ignored
     notes = reg.apply_config(Cfg(Scope("Narrow", concurrency=1, backlog=50)))
     assert reg.get("Narrow").backlog == 3 and notes and "restart" in notes[0], notes
@@ -381,7 +391,11 @@ def close_pool_delegates():
     i = out.index("CLOSE thread pool: concurrency 0")
     assert out[i + 1] == "               Total invocations: 1", out[i:i + 9]
     assert "  [jobs run in the IO pool]" in out[i:i + 10]
-    reg.stop()
+    # a graceful stop waits for delegated jobs too (IO stops only after Close drained)
+    meter = InFlight()
+    results = [reg.submit("Close", meter.job, 0.05, i) for i in range(10)]
+    reg.stop(graceful=True)
+    assert [r.get(timeout=0) for r in results] == list(range(10))
 
 
 @check
@@ -389,9 +403,9 @@ def run_from_greenlets_not_hub():
     reg = started()
     pools.install(reg)
     try:
-        got = gevent.joinall([gevent.spawn(pools.run, "io", pow, 2, i) for i in range(50)],
-                             timeout=10, raise_error=True)
-        assert [g.value for g in got] == [2 ** i for i in range(50)]
+        lets = [gevent.spawn(pools.run, "io", pow, 2, i) for i in range(50)]
+        done = gevent.joinall(lets, timeout=10, raise_error=True)   # in completion order
+        assert len(done) == 50 and [g.value for g in lets] == [2 ** i for i in range(50)]
         # a completion callback on the hub, without a greenlet per job
         box = []
         r = pools.submit("CPU", sum, [1, 2, 3])
