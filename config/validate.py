@@ -196,7 +196,7 @@ def check_name(kind: str, name: str | None) -> str | None:
     if k in ("domain", "host") and len(name) >= 2 and name.startswith("/") and name.endswith("/"):
         try:
             re.compile(name[1:-1])
-        except re.error as exc:
+        except (re.error, RecursionError, OverflowError, ValueError) as exc:
             return f"{kind} regex {name} is not a valid regular expression: {exc}"
     if k == "peer":
         try:

@@ -118,6 +118,13 @@ def generic(node):
 def convert(spec, node, int_enums=frozenset()):
     """The typed value of `node` for the option `spec` (None = untyped). `int_enums`:
     lowercased names of enum options that also take a plain integer (max_retries)."""
+    try:
+        return _convert(spec, node, int_enums)
+    except ValueError as exc:      # int() of thousands of digits: Python's conversion limit
+        raise BadValue(f"number out of range ({exc})") from None
+
+
+def _convert(spec, node, int_enums):
     if spec is None:
         return generic(node)
     t = spec.type
