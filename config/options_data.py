@@ -27,14 +27,14 @@ from ecmta.config.registry import OptionSpec
 # ----------------------------------------------------------------------------------------
 BUILT = frozenset({
     # ThreadPool (pools/)
-    "concurrency", "backlog",
+    "concurrency", "backlog", "stack_size",
     # process / logging foundation
     "pidfile", "debug_flags", "debug", "info", "notice", "warning", "error", "critical",
     "timestampformat",
     # config writeback
     "local_changes_file", "local_changes_only",
     # Control_Listener / Listen
-    "file_mode", "enable", "timeout", "accept_queue_backlog", "listen_backlog",
+    "file_mode", "enable", "timeout", "listen_backlog",
     # scope keywords of built containers (their OptionSpec has type "scope")
     "threadpool", "control_listener", "listen", "domain", "binding", "binding_group", "host",
 })
@@ -45,10 +45,10 @@ BUILT = frozenset({
 BUILT_SCOPES = {
     "concurrency": frozenset({"threadpool"}),
     "backlog": frozenset({"threadpool"}),
+    "stack_size": frozenset({"threadpool"}),
     "file_mode": frozenset({"control_listener", "listen"}),
     "enable": frozenset({"control_listener", "listen"}),
     "timeout": frozenset({"control_listener"}),
-    "accept_queue_backlog": frozenset({"control_listener", "listen"}),
     "listen_backlog": frozenset({"control_listener", "listen"}),
 }
 
@@ -413,7 +413,7 @@ _SPECS = [
     _o('Spool_Mode', 'octal', 0o640, 'global', dynamic=False, doc='conf.ref.spool_mode', description='Set the file mode for newly created spool files'),
     _o('Spoolbase', 'string', '/var/spool/ecelerity', 'global', dynamic=False, doc='conf.ref.spoolbase', description='Set the base directory for the spool'),
     _o('SSL_Lock_Method', 'enum', 'mutex', 'global', dynamic=False, choices=('mutex', 'spinlock'), doc='config.ssl_lock_method', description='Specify the SSL lock method'),
-    _o('Stack_Size', 'size', 0, 'threadpool', dynamic=False, doc='conf.ref.threadpool', description='Stack space for a threadpool'),
+    _o('Stack_Size', 'size', 0, 'threadpool', doc='conf.ref.threadpool', description='Stack space for a threadpool'),
     _o('Starttls_Injection_Policy', 'enum', 'reject', 'esmtp_listener listen pathway pathway_group peer', choices=('allow', 'ignore', 'reject'), doc='config.starttls_injection_policy', description='Protect against SMTP injections prior to TLS'),
     # SNMP agent enabled by default; in snmp_traps the default is off (see SCOPE_DEFAULTS)
     _o('State', 'bool', True, 'snmp snmp_traps', dynamic=False, doc='conf.ref.snmp', description='Whether to enable the SNMP agent; Whether to enable generation of SNMP traps'),
