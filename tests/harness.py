@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,8 @@ class Daemon:
         self.stderr_path = os.path.join(self.home, "stderr.log")
 
     def fmt(self, text: str) -> str:
-        return text.format(home=self.home, sock=self.sock, **self.ports)
+        """Fill $home, $sock and $<port name> placeholders (braces belong to the config)."""
+        return string.Template(text).safe_substitute(home=self.home, sock=self.sock, **self.ports)
 
     def write_config(self) -> None:
         control = (f'Control_Listener {{\n  Listen "{self.sock}" {{ File_Mode = 0600 }}\n'
