@@ -186,6 +186,14 @@ def option_kind(reg, lkind: str, module: str | None, name: str, untyped: bool = 
     return OptionKind(spec, spec.name)
 
 
+def instance_name(ck: ChildKind, name: str | None) -> str | None:
+    """A non-singleton module written without an instance name is named after the module
+    (modules_data); everything else keeps the name as written."""
+    if name is None and ck.what == "module" and ck.named is None:
+        return ck.kind
+    return name
+
+
 def check_name(kind: str, name: str | None) -> str | None:
     """Why `name` is not a valid instance name for `kind`, or None."""
     if name is None:
@@ -324,8 +332,7 @@ class Builder:
         if ck.error:
             self.error(st.file, st.line, st.keyword, ck.error)
             return
-        if ck.what == "module" and ck.named is None and name is None:
-            name = ck.kind        # modules_data: the instance name is then the module name
+        name = instance_name(ck, name)
         problem = self._scope_problem(ck, name)
         if problem:
             self.error(st.file, st.line, ck.kind, problem)
@@ -362,6 +369,7 @@ class Builder:
             ck = child_kind(self.reg, node.lkind, node.module, kind, node.untyped)
             if ck.error:
                 raise ConfigError(ck.error)
+            name = instance_name(ck, name)
             problem = self._scope_problem(ck, name)
             if problem:
                 raise ConfigError(problem)
@@ -466,7 +474,7 @@ def split_path(words, registry=None, *, want_option: bool = True, min_rest: int 
                 break
         if take_name and i + 1 >= len(words):
             raise ConfigError(f"scope '{ck.kind}' needs an instance name")
-        name = words[i + 1] if take_name else None
+        name = instance_name(ck, words[i + 1] if take_name else None)
         path.append((ck.kind, name))
         lkind, module, untyped = ck.kind.lower(), ck.module, ck.untyped
         i += used
