@@ -66,8 +66,12 @@ def default_value(cfg, option: str, module: str | None = None, kinds=()) -> Valu
 
 
 def _check_known(cfg, option: str, module: str | None = None):
-    if _spec(cfg, option, module) is None and not cfg.allow_unbuilt:
-        raise ConfigError(f"unknown option '{option}'")
+    if _spec(cfg, option, module) is not None:
+        return
+    mod = cfg.registry.module(module) if module else None
+    if mod is not None and not mod.built and not mod.options and not mod.subscopes:
+        return        # inside a module ecmta does not implement: options are untyped
+    raise ConfigError(f"unknown option '{option}'")
 
 
 # -- matching -------------------------------------------------------------------------------
@@ -127,10 +131,15 @@ def _group_of(root: Scope, binding: str) -> Scope | None:
     return None
 
 
+def _group(root: Scope, ctx: EvalContext) -> Scope | None:
+    """The context's binding group: the one named, else the one holding its binding."""
+    if ctx.binding_group:
+        return root.child("binding_group", ctx.binding_group)
+    return _group_of(root, ctx.binding) if ctx.binding else None
+
+
 def _sending(root: Scope, ctx: EvalContext, with_hosts: bool) -> list[Scope]:
-    group = root.child("binding_group", ctx.binding_group) if ctx.binding_group else None
-    if group is None and ctx.binding:
-        group = _group_of(root, ctx.binding)
+    group = _group(root, ctx)
     bindings = []
     if ctx.binding:
         bindings = [b for b in ((group.child("binding", ctx.binding) if group else None),
@@ -188,7 +197,7 @@ def _pathways(root: Scope, name: str | None, group_name: str | None) -> list[Sco
     if not name and not group_name:
         return []
     group = root.child("pathway_group", group_name) if group_name else None
-    if group is None and name:
+    if group_name is None and name:
         group = next((g for g in root.children_of("pathway_group") if g.child("pathway", name)), None)
     chain = [group.child("pathway", name) if (group is not None and name) else None,
              root.child("pathway", name) if name else None, group]
@@ -227,11 +236,8 @@ def _first(cfg, option: str, chain: list[Scope], module: str | None = None) -> R
 
 
 def _host_only(cfg, option: str, ctx: EvalContext) -> Resolved:
-    group = root_group = None
     root = cfg.root
-    if ctx.binding_group:
-        root_group = root.child("binding_group", ctx.binding_group)
-    group = root_group or (_group_of(root, ctx.binding) if ctx.binding else None)
+    group = _group(root, ctx)
     bindings = []
     if ctx.binding:
         bindings = [b for b in ((group.child("binding", ctx.binding) if group else None),
