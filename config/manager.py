@@ -123,6 +123,7 @@ class Transaction:
         self.draft = empty_config(base, base.generation) if from_scratch else base
         self.changes: list[Change] = []
         self.open = True
+        self.restart_needed: list[str] = []     # set by a from-scratch commit
 
     @property
     def config(self) -> Config:
@@ -298,9 +299,13 @@ class ConfigManager:
                 txn.open = False
                 raise ConfigError("Commit failed: the configuration was changed by another session "
                                   "since this transaction began; the transaction has been rolled back.")
-            cfg = Config(txn.draft.root, generation=self._generation(), registry=txn.draft.registry,
+            draft = txn.draft
+            if txn.from_scratch:
+                # A new configuration cannot change what only a restart changes either.
+                draft, txn.restart_needed = keep_non_dynamic(self._current, draft)
+            cfg = Config(draft.root, generation=self._generation(), registry=draft.registry,
                          path=self._current.path, sources=self._current.sources,
-                         allow_unbuilt=txn.draft.allow_unbuilt)
+                         allow_unbuilt=draft.allow_unbuilt)
             if txn.from_scratch:
                 self._scratch = True
                 self._changes = []

@@ -281,7 +281,7 @@ def _commit(ctx) -> str:
         _manager(ctx).commit(txn)
     except ConfigError as exc:
         raise _error(exc)
-    return ""
+    return "\n".join(txn.restart_needed)
 
 
 def _rollback(ctx) -> str:
