@@ -4,7 +4,7 @@
 
 Every scenario prints one line per event on stdout, flushed at once, and bounds its loops
 in count and time. Lines: `OK <id> ...` (commit resolved), `FAIL <class> <ids>`,
-`RM <id>` (removal resolved), `REC <id>` (recovered), `INFO <json>`, `DONE`.
+`RMQ <id>` (removal requested), `RM <id>` (removal resolved), `REC <id>` (recovered), `INFO <json>`, `DONE`.
 """
 
 from gevent import monkey
@@ -14,6 +14,8 @@ monkey.patch_all()
 import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import resource  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -22,6 +24,9 @@ import gevent  # noqa: E402
 from ecmta.actors import spool as spool_mod  # noqa: E402
 from ecmta.actors.mail import Body, DsnParams, MailMessage, new_id  # noqa: E402
 from ecmta.actors.spool import SpoolError, SpoolService  # noqa: E402
+from ecmta.loggers import panic  # noqa: E402
+
+panic.set_enabled_levels(panic.LEVELS)   # NOTICE lines too, on stderr (no paniclog file here)
 
 
 def out(*parts) -> None:
@@ -83,6 +88,7 @@ def crash(base: str, opts: dict) -> None:
                 continue
             out("OK", *(m.id for m in msgs))
             if rnd.random() < 0.2:
+                out("RMQ", msgs[0].id)        # may be gone from here on
                 svc.remove([msgs[0].id]).get()
                 out("RM", msgs[0].id)
 
@@ -174,14 +180,19 @@ def enospc(base: str, opts: dict) -> None:
         msgs = make_batch(2, 5000)
         svc.commit(msgs).get(timeout=30)
         out("OK", *(m.id for m in msgs))
-    # Fill what is left of the filesystem.
-    with open(filler, "wb") as fh:
-        try:
-            for _ in range(100000):
-                fh.write(b"\0" * 65536)
-                fh.flush()
-        except OSError as exc:
-            out("INFO", json.dumps({"filled": str(exc)}))
+    if opts.get("rlimit"):
+        # No filesystem to fill: cap the size of any file this process writes instead.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (opts["rlimit"], resource.RLIM_INFINITY))
+    else:
+        # Fill what is left of the filesystem.
+        with open(filler, "wb") as fh:
+            try:
+                for _ in range(100000):
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError as exc:
+                out("INFO", json.dumps({"filled": str(exc)}))
     failures = 0
     for i in range(opts.get("attempts", 400)):
         size = opts.get("large", 300000) if i % 2 else 20000
@@ -191,10 +202,13 @@ def enospc(base: str, opts: dict) -> None:
             out("OK", *(m.id for m in msgs))
         except SpoolError as exc:
             failures += 1
-            out("FAIL", type(exc).__name__, ",".join(m.id for m in msgs), exc.reply)
+            out("FAIL", type(exc).__name__, ",".join(m.id for m in msgs), json.dumps([exc.reply, str(exc)]))
             if failures >= 4:
                 break
-    os.unlink(filler)
+    if opts.get("rlimit"):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    else:
+        os.unlink(filler)
     for i in range(opts.get("after", 5)):
         msgs = make_batch(2, 5000 if i % 2 else 300000)
         for attempt in range(20):     # the first may still meet a retry in progress
