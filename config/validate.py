@@ -483,6 +483,8 @@ def split_path(words, registry=None, *, want_option: bool = True, min_rest: int 
 
 def _known_here(reg, ck: ChildKind, word: str) -> bool:
     """Is `word` a child scope or an option of the scope `ck` (so not an instance name)?"""
+    if ck.untyped:
+        return False          # anything goes inside an unimplemented module: read a name
     lk = ck.kind.lower()
     if child_kind(reg, lk, ck.module, word, ck.untyped).error is None:
         return True

@@ -1,4 +1,4 @@
-"""The `config` console command (console_commands.config) and `write config`
+r"""The `config` console command (console_commands.config) and `write config`
 (console_commands.write_config).
 
 Owns: the modes get, eval, set, unset, show, showrecurse, locate, reload, writeback,
