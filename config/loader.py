@@ -126,9 +126,14 @@ class _Loader:
             if "://" in target:
                 fail(f"cannot include '{st.path.text}': only file:// and persist:// sources are supported")
                 return
-        found = _locate(target, os.path.dirname(sf.path))
+        # Text held in memory has no directory of its own: only the search path applies.
+        base = os.path.dirname(sf.path) if os.path.isabs(sf.path) else None
+        found = _locate(target, base)
         if found is None:
-            fail(f"included file '{st.path.text}' not found (searched {', '.join(_candidates(target, os.path.dirname(sf.path)))})")
+            fail(f"included file '{st.path.text}' not found (searched {', '.join(_candidates(target, base))})")
+            return
+        if not os.path.isdir(found) and not os.path.isfile(found):
+            fail(f"cannot include '{st.path.text}': not a regular file or directory")
             return
         paths = _directory_files(found) if os.path.isdir(found) else [found]
         for path in paths:
@@ -145,13 +150,14 @@ class _Loader:
             self.expand(child, stack + (real,))
 
 
-def _candidates(target: str, base_dir: str) -> list[str]:
+def _candidates(target: str, base_dir: str | None) -> list[str]:
     if os.path.isabs(target):
         return [target]
-    return [os.path.join(d, target) for d in [base_dir] + search_path()]
+    dirs = ([base_dir] if base_dir else []) + search_path()
+    return [os.path.join(d, target) for d in dirs if os.path.isabs(d)]
 
 
-def _locate(target: str, base_dir: str) -> str | None:
+def _locate(target: str, base_dir: str | None) -> str | None:
     for cand in _candidates(target, base_dir):
         if os.path.exists(cand):
             return os.path.abspath(cand)

@@ -152,3 +152,20 @@ def test_missing_local_changes_file_is_fine(tmp_path):
     main = write(tmp_path, "main.conf", f'Local_Changes_File = "{tmp_path}/lc.conf"\n')
     cfg = load_config(main)
     assert cfg.sources.local_changes is None and cfg.sources.local_changes_path == f"{tmp_path}/lc.conf"
+
+
+def test_text_sources_do_not_include_from_the_working_directory(tmp_path, monkeypatch):
+    from ecmta.config import ConfigError, load_config_text
+    write(tmp_path, "here.conf", "pidfile = here\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        load_config_text('include "here.conf"\n', "mem.conf")
+        raise AssertionError("included a file relative to the working directory")
+    except ConfigError as exc:
+        assert exc.errors[0].line == 1 and "not found" in exc.errors[0].message
+
+
+def test_special_files_are_not_included(tmp_path):
+    main = write(tmp_path, "main.conf", 'include "/dev/null"\n')
+    errs = errors_of(main)
+    assert where(errs) == [("main.conf", 1)] and "not a regular file" in errs[0].message
