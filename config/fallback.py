@@ -24,7 +24,6 @@ Talks to: `model.Config` (which delegates `eval`/`resolve` here). Fails with
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import replace
 
 from ecmta.config import values
@@ -76,31 +75,17 @@ def _check_known(cfg, option: str, module: str | None = None):
 
 # -- matching -------------------------------------------------------------------------------
 
-def _is_regex(name: str) -> bool:
-    return len(name) >= 2 and name.startswith("/") and name.endswith("/")
-
-
 def _matching(container: Scope | None, kind: str, target: str | None) -> list[Scope]:
     """Domain/Host stanzas of `container` for `target`: the exact one, then matching regexes."""
     if container is None or target is None:
         return []
     t = target.lower()
-    exact, regexes = [], []
-    for s in container.children_of(kind):
-        if s.name is None:
-            continue
-        if s.name.lower() == t:
-            exact.append(s)
-        elif _is_regex(s.name) and _regex_match(s.name[1:-1], t):
-            regexes.append(s)
-    return exact + regexes
-
-
-def _regex_match(pattern: str, text: str) -> bool:
-    try:
-        return re.search(pattern, text, re.IGNORECASE) is not None
-    except re.error:
-        return False
+    exact = container.child(kind, t)
+    out = [exact] if exact is not None else []
+    for pattern, scope in container.regex_children(kind):
+        if scope is not exact and pattern.search(t):
+            out.append(scope)
+    return out
 
 
 def best_peer(container: Scope | None, address: str | None) -> Scope | None:

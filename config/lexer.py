@@ -14,7 +14,8 @@ end a bare token because they delimit dictionaries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import NamedTuple
 
 from ecmta.config.model import ConfigError, ConfigIssue
 
@@ -29,8 +30,7 @@ _STOP = set(" \t\r\n\f\v#\"'={}[](),")
 _TYPOGRAPHIC = set("\u201c\u201d\u2018\u2019")
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     kind: str
     text: str          # unescaped content for strings, the characters for everything else
     line: int
@@ -43,69 +43,63 @@ def _fail(file: str, line: int, message: str):
     raise ConfigError([ConfigIssue(file, line, None, message)])
 
 
+_TOKEN = re.compile(r"""
+    (?P<ws>[ \t\r\f\v]+)
+  | (?P<nl>\n)
+  | (?P<hash>\#[^\n]*)
+  | (?P<cmt>/\*)
+  | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+  | (?P<punct>[={}\[\](),])
+  | (?P<word>(?:[^ \t\r\n\f\v\#"'={}\[\](),/]|/(?!\*))+)
+""", re.VERBOSE | re.DOTALL)
+_ODD = re.compile("[\u201c\u201d\u2018\u2019\x00]")
+_ESCAPE = {'"': re.compile(r'\\([\\"])'), "'": re.compile(r"\\([\\'])")}
+
+
 def tokenize(text: str, file: str = "<string>") -> list[Token]:
     """All tokens of `text`, ending with an EOF token."""
     out: list[Token] = []
     i, n, line = 0, len(text), 1
+    match = _TOKEN.match
     while i < n:
-        c = text[i]
-        if c == "\n":
+        m = match(text, i)
+        if m is None:               # only an opening quote can fail every alternative
+            _fail(file, line, f"unterminated string starting with {text[i]}")
+        kind, j = m.lastgroup, m.end()
+        if kind == "nl":
             line += 1
-            i += 1
-        elif c in " \t\r\f\v":
-            i += 1
-        elif c == "#":
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-        elif c == "/" and text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            if j < 0:
+        elif kind == "word":
+            word = m.group()
+            odd = _ODD.search(word)
+            if odd is not None:
+                _odd(file, line, odd.group())
+            out.append(Token(WORD, word, line, i, j))
+        elif kind == "punct":
+            c = m.group()
+            out.append(Token(_PUNCT[c], c, line, i, j))
+        elif kind == "str":
+            raw = m.group()
+            q = raw[0]
+            if "\x00" in raw:
+                _fail(file, line, "NUL character in configuration text")
+            body = raw[1:-1]
+            out.append(Token(STRING, _ESCAPE[q].sub(r"\1", body) if "\\" in body else body, line, i, j, q))
+            line += raw.count("\n")
+        elif kind == "cmt":
+            k = text.find("*/", j)
+            if k < 0:
                 _fail(file, line, "unterminated /* comment")
-            line += text.count("\n", i, j)
-            i = j + 2
-        elif c in "\"'":
-            tok, i, line = _string(text, i, line, file)
-            out.append(tok)
-        elif c in _PUNCT:
-            out.append(Token(_PUNCT[c], c, line, i, i + 1))
-            i += 1
-        else:
-            j = i
-            while j < n and text[j] not in _STOP and not text.startswith("/*", j):
-                if text[j] in _TYPOGRAPHIC:
-                    _fail(file, line, f"typographic quote {text[j]!r} is not valid syntax; use \" or '")
-                if text[j] == "\x00":
-                    _fail(file, line, "NUL character in configuration text")
-                j += 1
-            out.append(Token(WORD, text[i:j], line, i, j))
-            i = j
+            line += text.count("\n", j, k)
+            j = k + 2
+        i = j
     out.append(Token(EOF, "", line, n, n))
     return out
 
 
-def _string(text: str, i: int, line: int, file: str):
-    """A quoted string starting at text[i]; `\\q` and `\\\\` are the only escapes.
-
-    Other backslashes are kept as written so regexes (`"\\d+"`) survive unchanged.
-    """
-    quote, start, start_line = text[i], i, line
-    parts: list[str] = []
-    j, n = i + 1, len(text)
-    while j < n:
-        c = text[j]
-        if c == quote:
-            return Token(STRING, "".join(parts), start_line, start, j + 1, quote), j + 1, line
-        if c == "\\" and j + 1 < n and text[j + 1] in (quote, "\\"):
-            parts.append(text[j + 1])
-            j += 2
-            continue
-        if c == "\n":
-            line += 1
-        elif c == "\x00":
-            _fail(file, line, "NUL character in configuration text")
-        parts.append(c)
-        j += 1
-    _fail(file, start_line, f"unterminated string starting with {quote}")
+def _odd(file: str, line: int, c: str):
+    if c == "\x00":
+        _fail(file, line, "NUL character in configuration text")
+    _fail(file, line, f"typographic quote {c!r} is not valid syntax; use \" or '")
 
 
 def quote(text: str) -> str:

@@ -101,7 +101,7 @@ class Scope:
     """One scope instance; several stanzas of the same kind and name are merged into one."""
 
     __slots__ = ("kind", "name", "keyword", "options", "children", "file", "line",
-                 "parent", "module", "locations", "implicit")
+                 "parent", "module", "locations", "implicit", "_by_key", "_by_kind", "_regex")
 
     def __init__(self, kind: str, name: str | None, *, keyword: str | None = None,
                  options=None, children=(), file: str | None = None, line: int = 0,
@@ -117,8 +117,14 @@ class Scope:
         self.module = module                  # lowercased owning module for module stanzas
         self.locations = tuple(locations)     # (file, line) of every stanza merged in here
         self.implicit = implicit
+        # Lookups run per message (fallback), so children are indexed once.
+        self._by_key: dict = {}
+        self._by_kind: dict = {}
+        self._regex: dict = {}
         for child in self.children:
             child.parent = self
+            self._by_key.setdefault(child.key, child)
+            self._by_kind.setdefault(child.lkind, []).append(child)
 
     @property
     def lkind(self) -> str:
@@ -144,15 +150,27 @@ class Scope:
         return tuple(reversed(out))
 
     def child(self, kind: str, name: str | None = None) -> Scope | None:
-        want = (kind.lower(), name_key(kind, name))
-        for c in self.children:
-            if c.key == want:
-                return c
-        return None
+        return self._by_key.get((kind.lower(), name_key(kind, name)))
 
     def children_of(self, kind: str) -> list:
+        return list(self._by_kind.get(kind.lower(), ()))
+
+    def regex_children(self, kind: str) -> list:
+        """[(compiled pattern, scope)] of the "/re/"-named children of `kind`, in order."""
         k = kind.lower()
-        return [c for c in self.children if c.lkind == k]
+        found = self._regex.get(k)
+        if found is None:
+            import re
+            found = []
+            for c in self._by_kind.get(k, ()):
+                n = c.name
+                if n is not None and len(n) >= 2 and n[0] == "/" and n[-1] == "/":
+                    try:
+                        found.append((re.compile(n[1:-1], re.IGNORECASE), c))
+                    except (re.error, RecursionError, OverflowError, ValueError):
+                        continue
+            self._regex[k] = found
+        return found
 
     def get(self, option: str) -> Value | None:
         return self.options.get(option.lower())

@@ -20,6 +20,7 @@ cannot exhaust the Python stack. Fails by raising `ConfigError` naming file:line
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ecmta.config import lexer
 from ecmta.config.lexer import (COMMA, EOF, EQ, LBRACE, LBRACK, LPAREN, RBRACE, RBRACK,
@@ -31,8 +32,7 @@ MAX_DEPTH = 64          # scopes (and value brackets) nested deeper than this ar
 
 # -- value nodes ----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Scalar:
+class Scalar(NamedTuple):
     text: str
     quote: str = ""            # "" for a bare token
     line: int = 0

@@ -130,6 +130,8 @@ def child_kind(reg, parent_lkind: str, parent_module: str | None, keyword: str,
             spec = ScopeSpec(opt.name, None, opt.scopes, opt.doc, opt.built, opt.module)
         elif opt is not None:
             return ChildKind(None, error=f"'{opt.name}' is an option, not a scope")
+        elif parent_lkind == GLOBAL:
+            return ChildKind(None, error=f"unknown scope or module '{keyword}'")
         else:
             return ChildKind(None, error=f"unknown scope '{keyword}'")
     if spec.parents and parent_lkind not in spec.parents:
