@@ -170,3 +170,19 @@ def test_unlink_stats_layout_matches_the_page():
     row = {"Submissions": 6000, "Attempts": 6000, "Failures": 0, "Successes": 6000}
     stats = {"messages": row, "headers": row, "bodies": row, "current_backlog": 0, "batch_backlog": 0}
     assert render_unlink_stats(stats) == DOC_TABLE
+
+
+def test_options_from_a_real_config_with_scope_fallback():
+    loader = pytest.importorskip("ecmta.config.loader")
+    cfg = loader.load_config_text(
+        'spoolbase = "myspool"\nforce_fsync = false\ndisk_queue_drain_rate = 7\n'
+        'spool_mode = 0600\nExclude_VCTX_Mess = ( "_string$" )\n'
+        'Binding "b1" {\n  Exclude_VCTX_Mess = ( "^x" )\n}\n', allow_unbuilt=True)
+    opts = SpoolOptions.from_config(cfg, "/state")
+    assert (opts.base, opts.sync, opts.drain_rate, opts.mode) == ("/state/myspool", False, 7, 0o600)
+    excl = Exclusions(cfg)
+    ctx = {"xa": "1", "mailfrom_string": "2", "#x": "3"}
+    assert filter_context(ctx, excl(full_message(binding="b1"))[1]) == {"mailfrom_string": "2", "#x": "3"}
+    assert filter_context(ctx, excl(full_message(binding="other"))[1]) == {"xa": "1", "#x": "3"}
+    # force_fsync not written: durable (ecmta's default), whatever the registry default says.
+    assert SpoolOptions.from_config(loader.load_config_text("", allow_unbuilt=True)).sync is True
