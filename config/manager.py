@@ -183,7 +183,11 @@ class ConfigManager:
         self._allow_unbuilt = allow_unbuilt
         if config is None:
             config = self._load(path)
-        self.path = path if path is not None else config.path
+        self.path = path if path is not None else config.path    # shown to operators
+        # What reload() reads; None = the embedded default (kept read-only).
+        self._file = path
+        if path is None and config.path and config.path != loader.default_config_path():
+            self._file = config.path
         self._current = config
         self._sources = config.sources
         self._next = config.generation + 1
@@ -255,13 +259,13 @@ class ConfigManager:
         """Re-read the files (or `path`); on error the running generation stays and
         ConfigError says why. Console changes not written back are dropped."""
         with self._lock:
-            new = self._load(path if path is not None else self.path)
+            new = self._load(path if path is not None else self._file)
             old = self._current
             new, restart = keep_non_dynamic(old, new)
             cfg = Config(new.root, generation=self._generation(), registry=new.registry, path=new.path,
                          sources=new.sources, allow_unbuilt=new.allow_unbuilt)
             if path is not None:
-                self.path = path
+                self.path = self._file = path
             self._sources = new.sources
             self._changes = []
             self._scratch = False
@@ -330,7 +334,7 @@ class ConfigManager:
                 # Re-read the files so the next writeback edits the new text; changes that
                 # were saved are found in place then, so keeping unsaved ones is harmless.
                 try:
-                    self._sources = self._load(self.path).sources
+                    self._sources = self._load(self._file).sources
                 except ConfigError as exc:
                     result.warnings.append(f"the rewritten configuration does not load: {exc}")
             if path is None and not result.unsaved:

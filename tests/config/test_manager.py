@@ -201,3 +201,10 @@ def test_begin_from_scratch_has_only_implicit_settings(conf):
     assert m.current.get((), "pidfile").value == "a.pid"
     assert t.restart_needed == ["Option 'Pidfile' in scope 'global' changed; a restart is needed "
                                 "for the new value to take effect"]
+
+
+def test_reloading_the_embedded_default_keeps_it_read_only():
+    m = ConfigManager()
+    assert m.path.endswith("ecelerity.conf")
+    m.reload()
+    assert m.sources.main.readonly and m.sources.main.reason == "embedded default configuration"
