@@ -263,14 +263,17 @@ class _Parser:
 
 
 def xtext_decode(s: str) -> str:
-    """Decode RFC 3461 xtext ("+2B" escapes); ValueError on anything not xtext."""
+    """Decode RFC 3461 xtext ("+2B" escapes); ValueError on anything not xtext.
+
+    Escaped octets are read as UTF-8 (RFC 6533 addresses), else as Latin-1.
+    """
     if not s.isascii():
         raise ValueError("xtext must be ASCII")
     if "+" not in s:
         if "=" in s or any(not ("!" <= c <= "~") for c in s):
             raise ValueError("bad xtext character")
         return s
-    out = []
+    out = bytearray()
     i, n = 0, len(s)
     while i < n:
         c = s[i]
@@ -278,14 +281,17 @@ def xtext_decode(s: str) -> str:
             h = s[i + 1:i + 3]
             if len(h) != 2 or not all(x in "0123456789ABCDEFabcdef" for x in h):
                 raise ValueError("bad xtext escape")
-            out.append(chr(int(h, 16)))
+            out.append(int(h, 16))
             i += 3
         elif "!" <= c <= "~" and c != "=":
-            out.append(c)
+            out.append(ord(c))
             i += 1
         else:
             raise ValueError("bad xtext character")
-    return "".join(out)
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        return out.decode("latin-1")
 
 
 def xtext_encode(s: str) -> str:
