@@ -17,6 +17,20 @@
 
 local api, opts = ...
 
+-- Python exceptions reach Lua as userdata; scripts expect error strings (pcall's `err`,
+-- string concatenation), with the script's file:line in front as for any Lua error.
+do
+  local raw_api, t_pcall, t_tostring, t_error = api, pcall, tostring, error
+  local function lift(ok, ...)
+    if ok then return ... end
+    t_error(t_tostring((...)), 2)
+  end
+  api = {}
+  for k, f in pairs(raw_api) do
+    api[k] = function(...) return lift(t_pcall(f, ...)) end
+  end
+end
+
 local REQ, DONE = 1, 0
 local K_SLEEP, K_DNS, K_POOL, K_TPSTAT = 1, 2, 3, 4
 local PY = {}                  -- key of the Python object inside a proxy table
@@ -101,7 +115,7 @@ debug.setmetatable(0, {
   end,
 })
 
-unpack = unpack or table.unpack
+_G.unpack = rawget(_G, "unpack") or table.unpack
 table.getn = table.getn or function(t) return #t end
 table.setn = table.setn or function() error("table.setn is not available in Lua 5.4", 2) end
 table.maxn = table.maxn or function(t)
