@@ -465,6 +465,30 @@ def _cut(line: str) -> str:
     return line if len(line) <= CMD_LINE else line[:CMD_LINE] + "..."
 
 
+_CAPS_CACHE: dict[tuple, tuple] = {}   # capability list -> (index, AUTH mechanisms, ESC on)
+_EHLO_CACHE: dict[tuple, list] = {}    # (list, TLS state, ...) -> EHLO reply lines
+
+
+def _index_caps(entries: tuple) -> tuple[dict, list, bool]:
+    cap: dict[str, str] = {}
+    mechs: list[str] = []
+    for entry in entries:
+        words = entry.split()
+        if not words:
+            continue
+        kw = words[0].upper()
+        if kw.startswith("AUTH="):
+            words = ["AUTH", *words[0][5:].split(","), *words[1:]]
+            kw = "AUTH"
+        if kw == "ENHANCEDSTATUSCODE":   # the docs spell it both ways
+            kw = "ENHANCEDSTATUSCODES"
+        if kw == "AUTH":
+            mechs += [m.upper() for m in words[1:]
+                      if m.upper() in SASL_MECHANISMS and m.upper() not in mechs]
+        cap.setdefault(kw, entry)
+    return cap, mechs, "ENHANCEDSTATUSCODES" in cap
+
+
 # --- the machine ---------------------------------------------------------------------------
 
 
@@ -513,6 +537,7 @@ class SMTPServer:
         self._bdat_err: Reply | None = None
         self._bdat_total = 0
         self._bdat_fail: Reply | None = None
+        self._caps_key: tuple | None = None
         self._refresh_caps()
         self._decide(Connect(state=S_CONNECT, default=Reply(220, "", self._banner_text()),
                              peer=peer, local=local, tls=self.tls,
@@ -674,25 +699,17 @@ class SMTPServer:
 
     def _refresh_caps(self) -> None:
         """Index srv.capabilities (policy may have edited it) by EHLO keyword."""
-        cap: dict[str, str] = {}
-        mechs: list[str] = []
-        for entry in self.capabilities:
-            words = entry.split()
-            if not words:
-                continue
-            kw = words[0].upper()
-            if kw.startswith("AUTH="):
-                words = ["AUTH", *words[0][5:].split(","), *words[1:]]
-                kw = "AUTH"
-            if kw == "ENHANCEDSTATUSCODE":   # the docs spell it both ways
-                kw = "ENHANCEDSTATUSCODES"
-            if kw == "AUTH":
-                mechs += [m.upper() for m in words[1:]
-                          if m.upper() in SASL_MECHANISMS and m.upper() not in mechs]
-            cap.setdefault(kw, entry)
-        self._cap = cap
-        self._mechs = mechs
-        self._esc = "ENHANCEDSTATUSCODES" in cap
+        key = tuple(self.capabilities)
+        if key == self._caps_key:
+            return
+        hit = _CAPS_CACHE.get(key)
+        if hit is None:
+            hit = _index_caps(key)
+            if len(_CAPS_CACHE) > 256:        # policy-edited lists: keep the cache bounded
+                _CAPS_CACHE.clear()
+            _CAPS_CACHE[key] = hit
+        self._caps_key = key
+        self._cap, self._mechs, self._esc = hit
 
     def _offered(self, ext: str | None) -> bool:
         if ext is None:
@@ -706,6 +723,19 @@ class SMTPServer:
         return ext in self._cap
 
     def _ehlo_lines(self) -> list[str]:
+        o = self.opts
+        hide_auth = o.auth_requires_tls and not self.tls
+        key = (self._caps_key, self.tls, hide_auth, self._offered("STARTTLS"),
+               o.max_message_size)
+        lines = _EHLO_CACHE.get(key)
+        if lines is None:
+            lines = self._render_ehlo(hide_auth)
+            if len(_EHLO_CACHE) > 256:
+                _EHLO_CACHE.clear()
+            _EHLO_CACHE[key] = lines
+        return lines
+
+    def _render_ehlo(self, hide_auth: bool) -> list[str]:
         lines = []
         auth_done = False
         o = self.opts
@@ -718,7 +748,7 @@ class SMTPServer:
                 if self.tls or not self._offered("STARTTLS"):
                     continue
             elif kw == "AUTH" or kw.startswith("AUTH="):
-                if auth_done or not self._mechs or (o.auth_requires_tls and not self.tls):
+                if auth_done or not self._mechs or hide_auth:
                     continue
                 auth_done = True
                 mechs = " ".join(self._mechs)
