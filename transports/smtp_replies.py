@@ -101,9 +101,11 @@ BAD_SEQUENCE = Reply(503, "5.5.1", "bad sequence of commands")
 HELO_NEEDED = Reply(550, "5.5.1", "RFC2821 HELO/EHLO needed")
 SIZE_EXCEEDED = Reply(552, "5.3.4", "message size limit exceeded")
 RCPTS_PER_MESSAGE = Reply(452, "4.5.3", "Service unavailable, recipients per message limit reached")
-RCPTS_PER_CONNECTION = Reply(452, "4.5.3", "Service unavailable, recipients per connection limit reached")
+RCPTS_PER_CONNECTION = Reply(452, "4.5.3",
+                             "Service unavailable, recipients per connection limit reached")
 RCPTS_PER_BATCH = Reply(452, "4.5.3", "Service unavailable, batch limit reached")
-RECEPTIONS_PER_CONNECTION = Reply(421, "4.4.5", "Service unavailable, receptions per connection limit reached")  # (ecmta)
+RECEPTIONS_PER_CONNECTION = Reply(421, "4.4.5",  # (ecmta)
+                                  "Service unavailable, receptions per connection limit reached")
 RECONFIG = "4.3.2 Reconfiguration in progress"                 # Reconfig_Message default (a text)
 
 # Envelope details (ecmta wording; RFC 5321 / 1870 / 3461 / 6531 codes).
@@ -128,7 +130,8 @@ HEADER_LINE_TOO_LONG = Reply(550, "5.6.0", "Header line too long (see RFC2822 se
 BODY_LINE_TOO_LONG = Reply(550, "5.6.0", "Body line too long (see RFC2822 section 3.5)")
 # For the driver's rfc2822 checks (validation phase), same wording family:
 REQUIRED_HEADERS = Reply(550, "5.6.0", "Required headers not found (see RFC2822 section 3.6)")
-HEADER_NOT_TERMINATED = Reply(550, "5.6.0", "Header not terminated by CR LF (see RFC2822 section 2.2)")
+HEADER_NOT_TERMINATED = Reply(550, "5.6.0",
+                              "Header not terminated by CR LF (see RFC2822 section 2.2)")
 INVALID_HEADER = Reply(550, "5.6.0", "Invalid header found (see RFC2822 section 3.6)")
 MISSING_DATE = Reply(550, "5.6.0", "Missing required RFC2822 Date field (see RFC2822 section 3.6)")
 # Policy replies the driver sends (listed so every text lives in one place):
@@ -140,7 +143,8 @@ RESOURCES_EXCEEDED = Reply(421, "4.3.4", "allocated resources exceeded")
 
 # --- STARTTLS / AUTH / XCLIENT ------------------------------------------------------------
 TLS_ACTIVE = Reply(503, "5.5.1", "TLS already active")                              # (ecmta)
-STARTTLS_INJECTION = Reply(554, "5.5.1", "commands pipelined after STARTTLS; connection dropped")  # (ecmta)
+STARTTLS_INJECTION = Reply(554, "5.5.1",  # (ecmta)
+                           "commands pipelined after STARTTLS; connection dropped")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")             # RFC 4954
 AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")                    # RFC 4954
 AUTH_BAD_BASE64 = Reply(501, "5.5.2", "Cannot Base64-decode client response")       # RFC 4954

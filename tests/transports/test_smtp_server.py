@@ -559,7 +559,8 @@ def test_help():
     text = c.cmd("HELP")
     assert text.startswith("214-2.0.0 Commands supported:\r\n214 2.0.0 HELO EHLO ")
     assert "STARTTLS" in text and "BDAT" in text
-    assert c.cmd("HELP mail") == "214 2.0.0 Syntax: MAIL FROM:<reverse-path> [SP <mail-parameters>]\r\n"
+    assert c.cmd("HELP mail") == \
+        "214 2.0.0 Syntax: MAIL FROM:<reverse-path> [SP <mail-parameters>]\r\n"
     assert c.cmd("HELP nosuch") == wire(R.HELP_UNKNOWN)
     assert c.of(Help)[1].arg == "mail"
 

@@ -283,7 +283,8 @@ def test_injection_arriving_while_decision_pending():
     srv.receive_data(b"MAIL FROM:<evil@x.example>\r\n")            # while policy runs
     srv.respond()
     out = srv.data_to_send()
-    assert b"220 " not in out.split(b"\r\n", 1)[1] and out.endswith(wire(R.STARTTLS_INJECTION).encode())
+    assert b"220 " not in out.split(b"\r\n", 1)[1]
+    assert out.endswith(wire(R.STARTTLS_INJECTION).encode())
     assert srv.closed
 
 

@@ -1,7 +1,7 @@
 """Sans-IO SMTP server: DATA transparency, SMTP smuggling, rfc2822 body checks, BDAT."""
 import pytest
 
-from ecmta.tests.transports.test_smtp_server_helpers import Client, opts, wire
+from ecmta.tests.transports.test_smtp_server_helpers import Client, wire
 from ecmta.transports import smtp_replies as R
 from ecmta.transports.smtp_replies import Reply
 from ecmta.transports.smtp_server import (

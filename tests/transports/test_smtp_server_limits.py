@@ -46,7 +46,8 @@ def test_envelope_lines_get_extension_headroom():
     line = f"MAIL FROM:<s@b.example> SIZE=12345 RET=HDRS ENVID={envid} AUTH={auth} BODY=8BITMIME"
     assert 512 < len(line) < 2046
     assert c.cmd(line) == wire(R.MAIL_OK)
-    assert c.cmd("RCPT TO:<r@d.example> NOTIFY=FAILURE ORCPT=rfc822;" + "r" * 400) == wire(R.RCPT_OK)
+    line = "RCPT TO:<r@d.example> NOTIFY=FAILURE ORCPT=rfc822;" + "r" * 400
+    assert c.cmd(line) == wire(R.RCPT_OK)
     assert c.cmd("RCPT TO:<r@d.example> " + "X" * 2100) == wire(R.LINE_TOO_LONG)
 
 
@@ -85,7 +86,8 @@ def test_unicode_garbage_in_command():
     assert c.send(b"MAIL FROM:<\xff\xfe@b.example>\r\n") == wire(R.MAIL_SYNTAX).encode()
     assert c.send("NOOP \u00e9\r\n".encode()) == wire(R.OK).encode()
     assert c.send("MAIL FROM:<j\u00f6rg@b.example>\r\n".encode()) == wire(R.UTF8_REQUIRED).encode()
-    assert c.send("MAIL FROM:<j\u00f6rg@b.example> SMTPUTF8\r\n".encode()) == wire(R.MAIL_OK).encode()
+    utf8_line = "MAIL FROM:<j\u00f6rg@b.example> SMTPUTF8\r\n".encode()
+    assert c.send(utf8_line) == wire(R.MAIL_OK).encode()
 
 
 def test_utf8_recipient_needs_smtputf8_transaction():

@@ -5,7 +5,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecmta.tests.transports.test_smtp_server_helpers import Client, opts, wire
+from ecmta.tests.transports.test_smtp_server_helpers import Client, wire
 from ecmta.transports import smtp_replies as R
 from ecmta.transports.smtp_replies import Reply
 from ecmta.transports.smtp_server import (
