@@ -1,5 +1,7 @@
 """Sans-IO SMTP server: DATA transparency, SMTP smuggling, rfc2822 body checks, BDAT."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecmta.tests.transports.test_smtp_server_helpers import Client, wire
 from ecmta.transports import smtp_replies as R
@@ -402,3 +404,41 @@ def test_driver_reply_with_queue_id_after_bdat():
     c = Client(policy={DataEnd: Reply(250, "2.0.0", "OK 10/00-12345-ABCDEF01")})
     c.start_mail()
     assert c.send(b"BDAT 2 LAST\r\n\r\n") == b"250 2.0.0 OK 10/00-12345-ABCDEF01\r\n"
+
+
+# --- differential property: the DATA scanner against a naive line-by-line reference ----------
+
+
+def reference_data(stream: bytes):
+    """RFC 5321 4.5.2 read literally: lines end at CRLF only; "." ends; a leading dot goes."""
+    lines = stream.split(b"\r\n")
+    body, used = [], 0
+    for ln in lines[:-1]:
+        used += len(ln) + 2
+        if ln == b".":
+            return b"".join(x + b"\r\n" for x in body), stream[used:]
+        body.append(ln[1:] if ln[:1] == b"." else ln)
+    return None, b""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b"a", b"\r\n.", b".\r\n"]),
+                max_size=60).map(b"".join),
+       st.lists(st.integers(1, 7), min_size=1, max_size=40))
+def test_data_scanner_matches_reference(stream, sizes):
+    stream += b"\r\n.\r\n"                         # make sure the message ends somewhere
+    body, rest = reference_data(stream)
+    c = in_data()
+    pos = 0
+    i = 0
+    out = b""
+    while pos < len(stream):
+        n = sizes[i % len(sizes)]
+        i += 1
+        out += c.send(stream[pos:pos + n])
+        pos += n
+    assert bytes(c.body) == body
+    ends = c.of(DataEnd) + [e for e in c.errors() if e.command == "DATA"]
+    assert len(ends) == 1
+    # everything after the end is read as command lines: one reply per LF
+    assert out.count(b"\r\n") == 1 + rest.count(b"\n")
