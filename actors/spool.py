@@ -280,8 +280,12 @@ class SpoolActor(EcActor):
         self.flushes: list[AsyncResult] = []
         self.writing = 0                 # requests whose body files are being written
         self.in_flight: _Batch | None = None
-        self.maintenance_next = False    # after a failure: removals/updates go alone first
-        self.waiting_retry = False
+        # After a failed transaction that mixed new messages with removals, the removals
+        # go alone first (they free space); after a failed removals-only transaction they
+        # wait until retry_at. New commits never wait for either: they fail or pass fast.
+        self.maintenance_first = False
+        self.retry_at = 0.0
+        self.retry_timer = None
         self.update_timer = None
         self.last_panic = 0.0
         self.suppressed = 0
@@ -359,30 +363,34 @@ class SpoolActor(EcActor):
 
     def _on_kick(self, msg: _Kick) -> None:
         if msg.reason == "retry":
-            self.waiting_retry = False
+            self.retry_timer = None
         else:
             self.update_timer = None
         self._kick(force=True)
 
     # -- the group commit -------------------------------------------------------------------
     def _kick(self, force: bool = False) -> None:
-        if self.in_flight is not None or self.waiting_retry:
+        if self.in_flight is not None:
             return
-        commits = self.ready
-        if self.maintenance_next and (self.removes or self.updates or self.quarantine):
-            commits = []
-        if not (commits or self.removes or self.quarantine):
-            if not self.updates:
-                self._check_flushes()
-                return
-            if not (force or self.flushes):
-                if self.update_timer is None:
-                    self.update_timer = gevent.spawn_later(UPDATE_DELAY, self._tell, _Kick("updates"))
-                return
-        if commits:
-            self.ready = []
-        batch = _Batch(commits, self.updates, self.removes, self.quarantine)
-        self.updates, self.removes, self.quarantine = {}, [], []
+        pending = bool(self.removes or self.quarantine or self.updates)
+        maint = pending and time.monotonic() >= self.retry_at
+        # Lone updates wait UPDATE_DELAY for company unless someone waits on them.
+        urgent = maint and bool(self.removes or self.quarantine or force or self.flushes)
+        commits = [] if (self.maintenance_first and urgent) else self.ready
+        if not commits and not urgent:
+            if maint and self.update_timer is None:
+                self.update_timer = gevent.spawn_later(UPDATE_DELAY, self._tell, _Kick("updates"))
+            elif pending and not maint and self.retry_timer is None:
+                self.retry_timer = gevent.spawn_later(self.retry_at - time.monotonic(),
+                                                      self._tell, _Kick("retry"))
+            self._check_flushes()
+            return
+        self.ready = [] if commits else self.ready
+        if maint:
+            batch = _Batch(commits, self.updates, self.removes, self.quarantine)
+            self.updates, self.removes, self.quarantine = {}, [], []
+        else:
+            batch = _Batch(commits, {}, [], [])
         batch.n_removes = sum(len(ids) for ids, _ in batch.removes)
         self.counters.removes_pending -= batch.n_removes
         self.counters.removes_in_flight = batch.n_removes
@@ -406,7 +414,7 @@ class SpoolActor(EcActor):
     def _txn_succeeded(self, batch: _Batch, res) -> None:
         c = self.counters
         c.transactions += 1
-        self.maintenance_next = False
+        self.maintenance_first, self.retry_at = False, 0.0
         for i, req in enumerate(batch.commits):
             err = res.failed.get(i)
             if err is not None:
@@ -439,11 +447,13 @@ class SpoolActor(EcActor):
         self.removes[:0] = batch.removes
         self.counters.removes_pending += batch.n_removes
         self.quarantine[:0] = batch.quarantine
-        self.maintenance_next = True
+        had_maint = bool(batch.removes or batch.updates or batch.quarantine)
+        if had_maint and batch.commits:
+            self.maintenance_first = True            # retry them alone, at once
+        elif had_maint:
+            self.maintenance_first = False
+            self.retry_at = time.monotonic() + RETRY_DELAY
         self._panic_failure(err, sum(len(r.rows) for r in batch.commits))
-        if self.removes or self.updates or self.quarantine:
-            self.waiting_retry = True
-            gevent.spawn_later(RETRY_DELAY, self._tell, _Kick("retry"))
 
     def _fail_request(self, req: _Request, err: SpoolError) -> None:
         self.counters.refused += len(req.rows)

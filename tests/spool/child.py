@@ -180,6 +180,9 @@ def enospc(base: str, opts: dict) -> None:
         msgs = make_batch(2, 5000)
         svc.commit(msgs).get(timeout=30)
         out("OK", *(m.id for m in msgs))
+    first = make_batch(1, 5000)
+    svc.commit(first).get(timeout=30)
+    out("OK", first[0].id)
     if opts.get("rlimit"):
         # No filesystem to fill: cap the size of any file this process writes instead.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -193,6 +196,8 @@ def enospc(base: str, opts: dict) -> None:
                     fh.flush()
             except OSError as exc:
                 out("INFO", json.dumps({"filled": str(exc)}))
+    # A removal asked for while the disk is full: retried until it is durable.
+    removal = svc.remove([m.id for m in first])
     failures = 0
     for i in range(opts.get("attempts", 400)):
         size = opts.get("large", 300000) if i % 2 else 20000
@@ -219,6 +224,9 @@ def enospc(base: str, opts: dict) -> None:
             except SpoolError as exc:
                 out("RETRY", type(exc).__name__, str(exc).replace("\n", " "))
                 gevent.sleep(0.2)
+    removal.get(timeout=30)
+    for m in first:
+        out("RM", m.id)
     svc.stop()
     out("DONE")
 
