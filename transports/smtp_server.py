@@ -462,7 +462,12 @@ def _line_policy(opts: ServerOptions) -> tuple[int, int]:
 
 
 def _cut(line: str) -> str:
-    return line if len(line) <= CMD_LINE else line[:CMD_LINE] + "..."
+    """The input as logged: at most 512 characters, always valid UTF-8."""
+    if len(line) > CMD_LINE:
+        line = line[:CMD_LINE] + "..."
+    if not line.isascii():
+        line = line.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return line
 
 
 _CAPS_CACHE: dict[tuple, tuple] = {}   # capability list -> (index, AUTH mechanisms, ESC on)
@@ -664,7 +669,7 @@ class SMTPServer:
         """Answer by ourselves and tell the driver (rejectlog)."""
         self._events.append(ProtocolError(reply, self.state_label, command, _cut(line), close))
         self._send(reply)
-        if reply.code == 500 and reply is R.UNRECOGNIZED:
+        if reply is R.UNRECOGNIZED:
             self.unrecognized_commands += 1
         else:
             self.bad_commands += 1

@@ -184,3 +184,4 @@ def test_random_streams_never_raise_and_stay_bounded(data, seed, which, big):
     check_body_events(c.events)
     for e in c.errors():
         assert 400 <= e.reply.code < 600
+        e.line.encode("utf-8")                            # loggable as is
