@@ -143,7 +143,7 @@ def bench(base: str, opts: dict) -> None:
 def recover(base: str, opts: dict) -> None:
     """Start, print every recovered message (id, body state, fields), stop."""
     got = []
-    conf = {k: v for k, v in opts.items() if k != "timeout"}
+    conf = {k: v for k, v in opts.items() if k not in ("timeout", "load_bodies")}
     svc = service(base, **conf)
     svc.on_recovered = got.extend
     svc.start()
@@ -152,6 +152,14 @@ def recover(base: str, opts: dict) -> None:
     svc.flush().get(timeout=30)
     for m in got:
         out("REC", m.id, "nobody" if m.body is None else "BODY")
+    if opts.get("load_bodies"):
+        for m in got:
+            try:
+                svc.load_body(m.id)
+                out("BODYOK", m.id)
+            except SpoolError as exc:
+                out("BODYBAD", m.id, type(exc).__name__)
+        svc.flush().get(timeout=30)
     out("INFO", json.dumps({"recovered": len(got), "count": svc.count(),
                             "unreadable": svc.unreadable}))
     svc.stop()
@@ -265,8 +273,28 @@ def roundtrip(base: str, opts: dict) -> None:
     out("DONE")
 
 
+def stopdrain(base: str, opts: dict) -> None:
+    """Hand over many commits without waiting, then stop: every one must resolve True."""
+    svc = service(base)
+    svc.start()
+    pending = []
+    for i in range(opts.get("commits", 300)):
+        msgs = make_batch(1 + i % 3, 5000 if i % 10 else 300000)
+        pending.append((msgs, svc.commit(msgs)))
+    svc.stop()
+    for msgs, res in pending:
+        if res.ready() and res.successful():
+            out("OK", *(m.id for m in msgs))
+        else:
+            out("FAIL", "unresolved" if not res.ready() else type(res.exception).__name__)
+    late = svc.commit(make_batch(1, 100))
+    out("LATE", type(late.exception).__name__ if late.ready() else "unresolved")
+    out("DONE")
+
+
 SCENARIOS = {"crash": crash, "group": group, "bench": bench, "recover": recover,
-             "populate": populate, "enospc": enospc, "roundtrip": roundtrip}
+             "populate": populate, "enospc": enospc, "roundtrip": roundtrip,
+             "stopdrain": stopdrain}
 
 
 def main() -> None:

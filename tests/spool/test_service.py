@@ -107,3 +107,27 @@ def test_unreadable_database_is_moved_aside_and_the_spool_starts_fresh(tmp_path)
     assert any(n.endswith("-spool.db") for n in os.listdir(base / "quarantine"))
     lines, _ = run_child("populate", base, {"batches": 1})  # and the new spool works
     assert len(verify_spool(base)["ids"]) == 2
+
+
+def test_a_damaged_body_is_refused_and_quarantined_on_load(tmp_path):
+    base = tmp_path / "spool"
+    lines, _ = run_child("populate", base, {"batches": 3, "rcpts": 1})
+    victim = ok_ids(lines)[1]
+    conn = db(base)
+    conn.execute("UPDATE bodies SET data = zeroblob(length(data)) WHERE key = ?", (victim,))
+    conn.close()
+    lines, err = run_child("recover", base, {"load_bodies": True})
+    assert [l for l in lines if l.startswith("BODYBAD")] == [f"BODYBAD {victim} SpoolCorruptError"]
+    assert sum(l.startswith("BODYOK") for l in lines) == 2
+    assert f"load_body: message {victim} is unreadable" in err and "size/CRC" in err
+    state = verify_spool(base)
+    assert victim not in state["ids"] and [q[0] for q in state["quarantine"]] == [victim]
+
+
+def test_stop_finishes_every_commit_it_accepted(tmp_path):
+    base = tmp_path / "spool"
+    lines, _ = run_child("stopdrain", base, {"commits": 300})
+    assert not [l for l in lines if l.startswith("FAIL")]
+    assert "LATE SpoolClosedError" in lines
+    assert set(verify_spool(base)["ids"]) == set(ok_ids(lines))
+    assert len(ok_ids(lines)) == sum(1 + i % 3 for i in range(300))
