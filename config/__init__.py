@@ -14,8 +14,12 @@ Submodules: lexer, parser (syntax), values (typing), validate (registry rules), 
 generations, transactions), writeback (saving console changes), xmldump (ec_dump_config).
 """
 
-from ecmta.config.model import (Config, ConfigError, ConfigIssue, EvalContext, Rate, Resolved,  # noqa: F401
+from ecmta.config.model import (Config, ConfigError, ConfigIssue, EvalContext, Rate, Resolved,
                                 Scope, Value)
-from ecmta.config.loader import (default_config_path, default_config_text, load_config,  # noqa: F401
+from ecmta.config.loader import (default_config_path, default_config_text, load_config,
                                  load_config_text, load_default_config)
-from ecmta.config.manager import ConfigManager, ReloadResult, Transaction  # noqa: F401
+from ecmta.config.manager import ConfigManager, ReloadResult, Transaction
+
+__all__ = ["Config", "ConfigError", "ConfigIssue", "EvalContext", "Rate", "Resolved", "Scope", "Value",
+           "default_config_path", "default_config_text", "load_config", "load_config_text",
+           "load_default_config", "ConfigManager", "ReloadResult", "Transaction"]

@@ -52,7 +52,7 @@ _TOKEN = re.compile(r"""
   | (?P<punct>[={}\[\](),])
   | (?P<word>(?:[^ \t\r\n\f\v\#"'={}\[\](),/]|/(?!\*))+)
 """, re.VERBOSE | re.DOTALL)
-_ODD = re.compile("[\u201c\u201d\u2018\u2019\x00]")
+_ODD = re.compile("[\u201c\u201d\u2018\u2019\x00-\x08\x0e-\x1f\x7f]")
 _ESCAPE = {'"': re.compile(r'\\([\\"])'), "'": re.compile(r"\\([\\'])")}
 
 
@@ -99,6 +99,8 @@ def tokenize(text: str, file: str = "<string>") -> list[Token]:
 def _odd(file: str, line: int, c: str):
     if c == "\x00":
         _fail(file, line, "NUL character in configuration text")
+    if c < " " or c == "\x7f":
+        _fail(file, line, f"control character U+{ord(c):04X} outside quotes")
     _fail(file, line, f"typographic quote {c!r} is not valid syntax; use \" or '")
 
 

@@ -13,7 +13,7 @@ live in `fallback.py`; `Config.eval` delegates there.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 

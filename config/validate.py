@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ecmta.config import values
 from ecmta.config.model import (BUILTIN_FILE, CASE_SENSITIVE_NAMES, Config, ConfigError,

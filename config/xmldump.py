@@ -100,13 +100,13 @@ def _typed(parent: ET.Element, value):
 
 def _scope(parent: ET.Element | None, scope: Scope) -> ET.Element:
     el = ET.Element("scope") if parent is None else ET.SubElement(parent, "scope")
-    el.set("kind", scope.kind)
+    _set_attr(el, "kind", scope.kind)
     if scope.name is not None:
         _set_attr(el, "name", scope.name)
     if scope.keyword != scope.kind:
-        el.set("keyword", scope.keyword)
+        _set_attr(el, "keyword", scope.keyword)
     if scope.module:
-        el.set("module", scope.module)
+        _set_attr(el, "module", scope.module)
     if scope.file:
         _set_attr(el, "file", scope.file)
         el.set("line", str(scope.line))
@@ -116,7 +116,8 @@ def _scope(parent: ET.Element | None, scope: Scope) -> ET.Element:
         loc = ET.SubElement(el, "location", line=str(line))
         _set_attr(loc, "file", file)
     for v in scope.options.values():
-        opt = ET.SubElement(el, "option", name=v.option)
+        opt = ET.SubElement(el, "option")
+        _set_attr(opt, "name", v.option)
         _set_attr(opt, "raw", v.raw)
         if v.file is not None:
             _set_attr(opt, "file", v.file)
@@ -167,7 +168,7 @@ def _read_scope(el: ET.Element) -> Scope:
             if len(values) != 1:
                 raise ValueError(f"option {c.get('name')} needs exactly one value element")
             line = int(c.get("line", "0"))
-            v = Value(c.get("name"), _untyped(values[0]), _get_attr(c, "raw") or "",
+            v = Value(_get_attr(c, "name"), _untyped(values[0]), _get_attr(c, "raw") or "",
                       _get_attr(c, "file"), line)
             options[v.option.lower()] = v
         elif c.tag == "scope":
@@ -176,12 +177,12 @@ def _read_scope(el: ET.Element) -> Scope:
             locations.append((_get_attr(c, "file"), int(c.get("line", "0"))))
         else:
             raise ValueError(f"unexpected <{c.tag}> in <scope>")
-    kind = el.get("kind")
+    kind = _get_attr(el, "kind")
     if not kind:
         raise ValueError("<scope> without kind")
-    return Scope(kind, _get_attr(el, "name"), keyword=el.get("keyword"), options=options,
+    return Scope(kind, _get_attr(el, "name"), keyword=_get_attr(el, "keyword"), options=options,
                  children=children, file=_get_attr(el, "file"), line=int(el.get("line", "0")),
-                 module=el.get("module"), locations=locations, implicit=el.get("implicit") == "true")
+                 module=_get_attr(el, "module"), locations=locations, implicit=el.get("implicit") == "true")
 
 
 def loads(text: str, *, registry=None, allow_unbuilt: bool = False) -> Config:

@@ -3,7 +3,7 @@
 import pytest
 
 from ecmta.config import ConfigError
-from ecmta.config.lexer import EOF, EQ, LBRACE, STRING, WORD, needs_quotes, quote, tokenize
+from ecmta.config.lexer import EOF, EQ, STRING, WORD, needs_quotes, quote, tokenize
 from ecmta.config.parser import (MAX_DEPTH, DictNode, IncludeStmt, ListNode, OptionStmt, Scalar,
                                  ScopeStmt, parse, parse_value)
 
@@ -215,3 +215,9 @@ def test_parse_value_for_the_console():
         parse_value("a b")
     with pytest.raises(ConfigError, match="missing value"):
         parse_value("  ")
+
+
+def test_control_characters_outside_quotes_are_refused():
+    f, line, msg = fails("a = 1\nb\x1fc = 2\n")
+    assert line == 2 and msg == "control character U+001F outside quotes"
+    assert parse('a = "tab\there \x01 ok"')[0].value.text == "tab\there \x01 ok"

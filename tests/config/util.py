@@ -50,7 +50,8 @@ class Console:
     """One console session against a daemon: `run(line)` -> output, raising on failure."""
 
     def __init__(self, daemon, session_id: int = 1):
-        import ecmta.console.cmd_config  # noqa: F401  (registers the commands)
+        from ecmta.console import cmd_config
+        assert cmd_config.config_command      # importing it registers the commands
         self.daemon = daemon
         self.session = Session(id=session_id)
 
