@@ -43,8 +43,19 @@ def write_files(files: dict, root: str | None = None) -> str:
     return root
 
 
+def resolver(port: int):
+    import dns.resolver
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers = ["127.0.0.1"]
+    res.port = port
+    res.lifetime = 5
+    return res
+
+
 def make_engine(p: dict, root: str | None = None, **kw) -> PolicyEngine:
     root = write_files(p.get("files", {}), root)
+    if p.get("dns_port"):
+        kw.setdefault("resolver", resolver(p["dns_port"]))
     opts = ScriptOptions(**p.get("options", {}))
     if "bindings" in p:
         kw.setdefault("bindings", p["bindings"])
@@ -135,12 +146,19 @@ def phases(p: dict) -> dict:
 
 
 def load(p: dict) -> dict:
-    """Only load: the error text, or the modules and phases."""
+    """Only load: the error text, or the modules and phases (and a first ehlo callout)."""
+    root = write_files(p.get("files", {}))
+    kw = {}
+    if "search_path" in p:
+        kw["search_path"] = [write_files(p["search_files"], tempfile.mkdtemp(prefix="ecsp"))]
     try:
-        eng = make_engine(p)
+        eng = make_engine(p, root, **kw)
     except ScriptletError as exc:
-        return {"load_error": str(exc), "lines": exc.lines}
-    return {"modules": list(eng.modules), "phases": sorted(eng._gen.by_phase)}
+        return {"root": root, "load_error": str(exc), "lines": exc.lines}
+    v = ValidationContext()
+    r = eng.run("validate_ehlo", v, AcceptConstruct(), None, "x")
+    return {"root": root, "modules": list(eng.modules), "phases": sorted(eng._gen.by_phase),
+            "ehlo": result_dict(r), "conn": dict(v.conn)}
 
 
 def reload(p: dict) -> dict:
@@ -174,15 +192,7 @@ def reload(p: dict) -> dict:
 
 def concurrent(p: dict) -> dict:
     """N sessions, each running `phases` in its own greenlet; checks interleaving."""
-    kw = {}
-    if p.get("dns_port"):
-        import dns.resolver
-        res = dns.resolver.Resolver(configure=False)
-        res.nameservers = ["127.0.0.1"]
-        res.port = p["dns_port"]
-        res.lifetime = 5
-        kw["resolver"] = res
-    eng = make_engine(p, **kw)
+    eng = make_engine(p)
     n = p["sessions"]
     vctxs = [ValidationContext({"sid": str(i)}) for i in range(n)]
     results: list = [None] * n
@@ -242,6 +252,11 @@ def bench(p: dict) -> dict:
         for _ in range(n):
             eng.run(phase, v, ac, msg)
         out[label + "_us"] = (time.perf_counter() - t0) / n * 1e6
+    from ecmta.policy.runtime import Runtime
+    t0 = time.perf_counter()
+    rts = [Runtime(eng._gen, eng) for _ in range(20)]
+    out["runtime_ms"] = (time.perf_counter() - t0) / 20 * 1e3
+    out["runtime_kb"] = rts[0].lua.eval(b"collectgarbage('count')")
     return out
 
 

@@ -8,6 +8,7 @@ the `RESULT <json>` line; a failing scenario fails the test with its stderr.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,10 +17,10 @@ import textwrap
 PANIC_LINE = re.compile(r"^\d+:(?P<sub>[^:]+): (?P<text>.*)$")
 
 
-def scenario(name: str, timeout: float = 120, **params) -> dict:
+def scenario(name: str, timeout: float = 120, env: dict | None = None, **params) -> dict:
     proc = subprocess.run([sys.executable, "-m", "ecmta.tests.policy.scenarios", name],
                           input=json.dumps(params), capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=dict(os.environ, **(env or {})))
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
