@@ -10,7 +10,7 @@ service calls on the hub.
 Layout under spoolbase (created with `spool_mode`, directories get the matching x bits):
 
     spool.db, spool.db-wal, spool.db-shm   messages, bodies, quarantine (SQLite WAL)
-    bodies/<key>                           bodies of LARGE_BODY bytes or more
+    bodies/<key>-<random>                  bodies of LARGE_BODY bytes or more
     quarantine/                            whole databases or body files set aside
     spool.lock                             flock held by the one daemon using the spool
 
@@ -419,7 +419,9 @@ class SpoolStore:
 
     def write_body_file(self, key: str, data: bytes, sync: bool) -> BodyRecord:
         """Write a large body to bodies/<key> (tmp, sync, rename, dir sync)."""
-        name = key.replace("/", "_")
+        # A unique name: a refused duplicate id must never overwrite (and then unlink)
+        # the body file of the message that already has that id.
+        name = f"{key.replace('/', '_')}-{os.urandom(4).hex()}"
         final = os.path.join(self.body_dir, name)
         tmp = final + ".tmp"
         try:

@@ -186,3 +186,15 @@ def test_options_from_a_real_config_with_scope_fallback():
     assert filter_context(ctx, excl(full_message(binding="other"))[1]) == {"xa": "1", "#x": "3"}
     # force_fsync not written: durable (ecmta's default), whatever the registry default says.
     assert SpoolOptions.from_config(loader.load_config_text("", allow_unbuilt=True)).sync is True
+
+
+def test_refused_duplicate_never_touches_the_existing_body_file(store):
+    first = full_message(body=Body(b"a" * 300000))
+    rec = store.write_body_file(first.id, first.body.data, sync=False)
+    store.apply(Txn([([encode_row(first, first.id, {}, {})], [rec])]))
+    dup = full_message(id=first.id, body=Body(b"b" * 300000))
+    rec2 = store.write_body_file(dup.id, dup.body.data, sync=False)
+    res = store.apply(Txn([([encode_row(dup, dup.id, {}, {})], [rec2])]))
+    assert isinstance(res.failed[0], SpoolDuplicateError)
+    store.unlink_files([rec2.file])                 # what the actor does for a refused request
+    assert store.read_body(first.id) == b"a" * 300000
