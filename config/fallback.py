@@ -27,7 +27,7 @@ import ipaddress
 from dataclasses import replace
 
 from ecmta.config import values
-from ecmta.config.model import ConfigError, EvalContext, Resolved, Scope, Value
+from ecmta.config.model import ConfigError, EvalContext, Rate, Resolved, Scope, Value
 from ecmta.config.validate import registry_extra
 
 HOST_ONLY = frozenset({"max_outbound_connections", "cluster_max_outbound_connections"})
@@ -61,6 +61,8 @@ def default_value(cfg, option: str, module: str | None = None, kinds=()) -> Valu
             break
     if default is None:
         return None
+    if spec.type == "rate" and isinstance(default, tuple) and len(default) == 2:
+        default = Rate(*default)
     return Value(spec.name, default, values.default_raw(replace(spec, default=default)), None, 0)
 
 

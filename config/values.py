@@ -171,6 +171,8 @@ def default_raw(spec) -> str:
 
 def typed_raw(spec, value, *, bool_digits: bool = False) -> str:
     t = spec.type if spec is not None else None
+    if t == "rate" and isinstance(value, tuple) and len(value) == 2 and not isinstance(value, Rate):
+        value = Rate(*value)      # registry defaults are plain (count, seconds) tuples
     if isinstance(value, bool):
         return ("1" if value else "0") if bool_digits else ("true" if value else "false")
     if t == "octal" and isinstance(value, int):
