@@ -57,7 +57,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gevent
 from gevent.event import AsyncResult, Event
@@ -65,11 +65,16 @@ from gevent.event import AsyncResult, Event
 from ecmta import paths, pools
 from ecmta.actors.base import EcActor
 from ecmta.actors.mail import MailMessage
-from ecmta.actors.spool_store import (  # noqa: F401  (the error family is re-exported)
+from ecmta.actors.spool_store import (  # the error family is re-exported: see __all__
     LARGE_BODY, REPLY_INSUFFICIENT_STORAGE, STATE_FIELDS, BodyRecord, SpoolClosedError,
     SpoolCorruptError, SpoolDuplicateError, SpoolError, SpoolFullError, SpoolLockedError,
     SpoolNotFoundError, SpoolStore, SpoolWriteError, Txn, classify, encode_row)
 from ecmta.loggers.panic import panic
+
+__all__ = ["REPLY_INSUFFICIENT_STORAGE", "SpoolActor", "SpoolClosedError", "SpoolCorruptError",
+           "SpoolDuplicateError", "SpoolError", "SpoolFullError", "SpoolLockedError",
+           "SpoolNotFoundError", "SpoolOptions", "SpoolService", "SpoolWriteError",
+           "filter_context", "render_unlink_stats"]
 
 DEFAULT_SPOOLBASE = "spool"          # under the state directory when no config says
 UPDATE_DELAY = 0.2                   # lone state updates wait this long for company
