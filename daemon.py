@@ -37,11 +37,6 @@ def _assert_patched() -> None:
         raise RuntimeError("gevent.monkey.patch_all() must run before ecmta.daemon is imported")
 
 
-def _global_value(cfg, option, default=None):
-    value = cfg.root.options.get(option.lower())
-    return value.value if value is not None else default
-
-
 class Daemon:
     def __init__(self, config_path: str | None = None, *, skip: frozenset = frozenset()) -> None:
         _assert_patched()
@@ -126,9 +121,12 @@ class Daemon:
 
     # -- what console commands use ------------------------------------------------
     def reload_config(self, path: str | None = None) -> list[str]:
-        """New generation from disk; raises ConfigError (old generation kept)."""
-        self.config.reload(path)
-        return list(self.last_apply_problems)
+        """New generation from disk; raises ConfigError (old generation kept).
+
+        Returns what the operator must know: non-dynamic options kept until a restart, and
+        services that could not apply the new generation."""
+        result = self.config.reload(path)
+        return list(result.restart_needed) + list(result.problems) + list(self.last_apply_problems)
 
     def reopen_logs(self) -> None:
         for svc in self.supervisor.started:
@@ -141,7 +139,7 @@ class Daemon:
 
     # -- pidfile -------------------------------------------------------------------
     def _write_pidfile(self) -> None:
-        raw = _global_value(self.config.current, "pidfile", "ecelerity.pid")
+        raw = self.config.current.eval("pidfile") or "ecelerity.pid"
         path = paths.ensure_parent(paths.resolve(raw, self.state_dir))
         other = read_pid(path)
         if other and other != self.pid and pid_alive(other):
