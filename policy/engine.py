@@ -41,7 +41,7 @@ from ecmta.policy.runtime import (SUBSYSTEM, RuntimePool, ScriptletError, Script
                                   build_generation, os_thread_ident)
 
 REQ = 1
-K_SLEEP, K_DNS, K_POOL, K_TPSTAT = 1, 2, 3, 4
+K_SLEEP, K_DNS, K_POOL, K_TP = 1, 2, 3, 4
 DEALLOC = "validate_dealloc"
 SET_BINDING = "validate_set_binding"
 ERROR_REPLY = (451, "4.3.0", "Temporary policy failure (script error), try again later")
@@ -326,6 +326,7 @@ class PolicyEngine:
             self._log_failure(phase, mods[start], str(exc))
             return self._failure_result(phase, ctx)
         verdict, error, again = M.VALIDATE_CONT, False, False
+        clean = False
         try:
             rt.current = ctx
             larg = self._lua_arg(rt, shape, arg)
@@ -346,9 +347,16 @@ class PolicyEngine:
                     st.again = (phase, i)
                     again = True
                     break
+            clean = True
         finally:
-            if rt.gen.options.always_gc and rt.lua is not None:
-                rt.lua.execute(b"collectgarbage()")
+            if not clean:
+                # The greenlet was killed mid-callout: its Lua state here is abandoned.
+                rt.forget.append(st.sid)
+                if st.home is rt:
+                    st.home = None
+                    rt.pins -= 1
+            elif rt.gen.options.always_gc and rt.lua is not None:
+                rt.full_gc()
             if ctx.async_jobs:
                 gevent.spawn(self._run_async, rt, ctx.async_jobs)
             else:
@@ -368,16 +376,16 @@ class PolicyEngine:
 
     def _callout(self, rt, ctx, name, phase, shape, sid, larg):
         """Drive one callout's coroutine to its end: (ok, value or error, keep_state)."""
-        co = rt.callout.coroutine(name.encode(), phase.encode(), sid, shape, ctx.vctx,
-                                  ctx.ac, ctx if ctx.msg is not None else None, larg)
         try:
+            co = rt.callout.coroutine(name.encode(), phase.encode(), sid, shape, ctx.vctx,
+                                      ctx.ac, ctx if ctx.msg is not None else None, larg)
             out = co.send(None)
             while out[0] == REQ:
                 reply = self._perform(rt, out)
                 rt.flush()
                 out = co.send(reply)
-        except lua54.LuaError as exc:
-            return False, str(exc).encode(), False
+        except Exception as exc:     # xpcall catches script errors; this is the engine's own
+            return False, (str(exc) or exc.__class__.__name__).encode(), False
         finally:
             rt.flush()
         return out[1], out[2], out[3]
@@ -395,8 +403,13 @@ class PolicyEngine:
                 return (True, *M.dns_lookup(resolver, M.s(name), M.s(rtype), bool(prio)))
             if kind == K_POOL:
                 return (True, self._pool_wait(rt, out[2], out[3]))
-            if kind == K_TPSTAT:
-                return (True, *M.threadpool_stat_flat(out[2]))
+            if kind == K_TP:
+                op = out[2]
+                if op == b"count":
+                    return (True, M.threadpool_count())
+                if op == b"find":
+                    return (True, M.threadpool_find(out[3]))
+                return (True, *M.threadpool_stat_flat(out[3]))
             return (False, b"unknown request from the Lua runtime")
         except Exception as exc:
             return (False, M.b(str(exc) or exc.__class__.__name__))

@@ -301,8 +301,8 @@ def threadpool_find(value):
 
 
 def threadpool_stat_flat(value) -> tuple:
-    """(name, value, ...) of msys.threadpool.stat, () if there is no such pool. Waits for
-    the pool actor, so the driver calls it outside Lua."""
+    """(name, value, ...) of msys.threadpool.stat, () if there is no such pool. Asks the
+    pool actor (a cooperative wait), so only the driver calls it, outside Lua."""
     from ecmta import pools
     reg = pools.current()
     try:

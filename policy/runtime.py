@@ -95,7 +95,8 @@ class Generation:
     wanted: frozenset = frozenset()                    # stanza names
     modules: tuple[str, ...] = ()                      # registration order, stanza names only
     methods: dict[str, frozenset] = field(default_factory=dict)
-    by_phase: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    by_phase: dict[str, tuple[str, ...]] = field(default_factory=dict)   # dispatchable phases
+    hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)      # init, deinit, core_* ...
 
 
 def resolve_source(source: str, root: str, search_path: list[str]) -> str:
@@ -171,6 +172,7 @@ class Runtime:
         self._load_script = entry[b"load_script"]
         self._call_plain = entry[b"call_plain"]
         self._forget = entry[b"forget"]
+        self.full_gc = entry[b"full_gc"]
         entry[b"gc_setup"](gen.options.gc_pause, gen.options.gc_stepmul)
         self._load_all()
 
@@ -252,9 +254,9 @@ class Runtime:
         mod = M.s(name)
         usable = frozenset(M.s(f) for f in fns if M.usable_method(M.s(f)))
         if not usable:
-            if self.first:
-                panic(f"no usable methods found for module {mod} in registerModule call",
-                      SUBSYSTEM)
+            if self.first:   # written by flush(), outside Lua
+                self.prints.append(f"no usable methods found for module {mod} in "
+                                   "registerModule call")
             return False
         if mod not in self.registered:
             self.reg_order.append(mod)
@@ -317,10 +319,12 @@ def build_generation(epoch: int, stanzas: list[tuple[str, str]], root: str,
     gen.modules = tuple(n for n in rt.reg_order if n in wanted)
     gen.methods = {n: rt.registered[n] for n in gen.modules}
     by_phase: dict[str, list[str]] = {}
+    hooks: dict[str, list[str]] = {}
     for name in gen.modules:
-        for method in gen.methods[name]:
-            by_phase.setdefault(method, []).append(name)
+        for method in sorted(gen.methods[name]):
+            (by_phase if method in M.PHASE_SHAPES else hooks).setdefault(method, []).append(name)
     gen.by_phase = {phase: tuple(names) for phase, names in by_phase.items()}
+    gen.hooks = {hook: tuple(names) for hook, names in hooks.items()}
     return gen, rt
 
 

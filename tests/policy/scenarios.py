@@ -260,7 +260,42 @@ def bench(p: dict) -> dict:
     return out
 
 
-SCENARIOS = {f.__name__: f for f in (phases, load, reload, concurrent, pool_thread, bench)}
+def from_config(p: dict) -> dict:
+    """PolicyEngine.from_config on a real ecelerity.conf (ecmta.config)."""
+    from ecmta.config import load_config
+    root = write_files(dict(p["files"], **{"ecelerity.conf": p["conf"]}))
+    cfg = load_config(os.path.join(root, "ecelerity.conf"), allow_unbuilt=True)
+    eng = PolicyEngine.from_config(cfg)
+    v = ValidationContext()
+    msg = make_message({"mailfrom": "x@mydomain.com"}, {})
+    out = [result_dict(eng.run("validate_ehlo", v, AcceptConstruct(), None, "x")),
+           result_dict(eng.run("validate_set_binding", v, None, msg))]
+    opts = eng._gen.options
+    return {"root": root, "modules": list(eng.modules), "results": out, "conn": v.conn,
+            "binding": msg.binding, "options": [opts.script_ttl, opts.gc_pause, opts.gc_stepmul,
+                                                opts.always_gc, opts.reap_interval,
+                                                opts.max_spare_per_master]}
+
+
+def killed(p: dict) -> dict:
+    """Sessions killed while suspended (session timeout): runtimes come back, others run."""
+    eng = make_engine(p)
+    vs = [ValidationContext({"sid": str(i)}) for i in range(p["sessions"])]
+    gs = [gevent.spawn(eng.run, "validate_connect", v, AcceptConstruct()) for v in vs]
+    gevent.sleep(p.get("kill_after", 0.1))
+    gevent.killall(gs, timeout=5)
+    for v in vs:
+        eng.end_session(v)
+    after_kill = eng.stats()
+    gevent.sleep(p.get("settle", 0.0))
+    v = ValidationContext({"sid": "fresh"})
+    r = eng.run("validate_ehlo", v, AcceptConstruct(), None, "x")
+    return {"after_kill": after_kill, "stats": eng.stats(), "fresh": result_dict(r),
+            "conn": v.conn}
+
+
+SCENARIOS = {f.__name__: f for f in (phases, load, reload, concurrent, pool_thread, bench,
+                                     from_config, killed)}
 
 
 def main() -> int:

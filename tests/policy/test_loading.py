@@ -32,7 +32,7 @@ def test_dot_and_slash_separators_and_boot():
     r = scenario("load", files={"myscripts/ehlo_phase.lua": EHLO},
                  stanzas=[["boot", "msys.boot"], ["ehlo_phase", "myscripts/ehlo_phase"]])
     assert r["modules"] == ["boot", "ehlo_phase"]
-    assert r["phases"] == ["init", "validate_ehlo"]
+    assert r["phases"] == ["validate_ehlo"]
     assert r["conn"] == {"ran": "ehlo_phase"} and r["panic"] == []
 
 
@@ -115,3 +115,40 @@ def test_unknown_msys_module_is_a_load_error_but_known_ones_load():
     r = scenario("load", files={"x.lua": 'require("msys.datasource"); require("msys.nosuch")\n'},
                  stanzas=[["x", "x"]])
     assert "module 'msys.nosuch' not found" in r["lines"][0]
+
+
+def test_from_config_reads_the_scriptlet_stanza():
+    conf = lua("""
+        alerting {}
+        scriptlet "scriptlet" {
+          script_ttl = 120
+          gc_pause = 150
+          gc_stepmul = 300
+          always_gc = true
+          reap_interval = 2
+          max_spare_per_master = 10
+          script "boot" {
+            source = "msys.boot"
+          }
+          script "ehlo_phase" {
+            source = "myscripts.ehlo_phase"
+          }
+          script "binder" {
+            source = "myscripts/binder"
+          }
+        }
+        binding "mydomain" { }
+    """)
+    binder = lua("""
+        local mod = {}
+        function mod:validate_set_binding(msg)
+          if msg:binding("nosuchbinding") == nil then msg:binding("mydomain") end
+          return msys.core.VALIDATE_CONT
+        end
+        msys.registerModule("binder", mod)
+    """)
+    r = scenario("from_config", conf=conf,
+                 files={"myscripts/ehlo_phase.lua": EHLO, "myscripts/binder.lua": binder})
+    assert r["modules"] == ["boot", "ehlo_phase", "binder"]
+    assert r["conn"] == {"ran": "ehlo_phase"} and r["binding"] == "mydomain"
+    assert r["options"] == [120.0, 150, 300, True, 2.0, 10]

@@ -193,3 +193,47 @@ def test_failed_reload_keeps_the_running_scripts():
         "Module 'scriptlet' instance 'scriptlet' initialization failed while preparing to "
         "commit. Consult your vendor.")
     assert r["old_conn"] == r["new_conn"] == {"version": "v1"}
+
+
+def test_dns_lookup_inside_run_in_pool_blocks_that_thread(dnsmasq):
+    script = lua("""
+        local mod = {}
+        function mod:validate_connect(ac, vctx)
+          local ok, a = msys.runInPool("IO", function()
+            local r, err = msys.dnsLookup("pool.test.example", "A")
+            return r and r[1] or err
+          end)
+          vctx:set(msys.core.VCTX_CONN, "a", tostring(ok) .. ":" .. a)
+          return msys.core.VALIDATE_CONT
+        end
+        msys.registerModule("dns", mod)
+    """)
+    r = scenario("phases", files={"dns.lua": script}, stanzas=[["dns", "dns"]],
+                 dns_port=dnsmasq, steps=[{"phase": "validate_connect"}])
+    assert r["sessions"]["s1"]["conn"]["a"] == "true:127.0.0.5", r["panic"]
+
+
+def test_killed_sessions_give_their_runtimes_back():
+    script = lua("""
+        local mod = {}
+        function mod:validate_connect(ac, vctx)
+          self.keep = true
+          if vctx:get(msys.core.VCTX_CONN, "sid") == "0" then
+            msys.runInPool("CPU", function() msys.sleep(0.5) end)    -- killed while in a thread
+          else
+            msys.sleep(10)
+          end
+          return msys.core.VALIDATE_CONT
+        end
+        function mod:validate_ehlo(s, ac, vctx)
+          vctx:set(msys.core.VCTX_CONN, "ok", "yes")
+          return msys.core.VALIDATE_CONT
+        end
+        msys.registerModule("k", mod)
+    """)
+    r = scenario("killed", files={"k.lua": script}, stanzas=[["k", "k"]], sessions=5,
+                 kill_after=0.2, settle=0.6, max_runtimes=5)
+    # the runtime lent to the pool thread stays out until the closure returns
+    assert r["after_kill"]["idle"] == 4
+    assert r["stats"]["idle"] == 5 and r["stats"]["runtimes"] == 5
+    assert r["conn"] == {"sid": "fresh", "ok": "yes"} and not r["fresh"]["error"]

@@ -32,7 +32,7 @@ do
 end
 
 local REQ, DONE = 1, 0
-local K_SLEEP, K_DNS, K_POOL, K_TPSTAT = 1, 2, 3, 4
+local K_SLEEP, K_DNS, K_POOL, K_TP = 1, 2, 3, 4
 local PY = {}                  -- key of the Python object inside a proxy table
 local driver_co = nil          -- the coroutine of the callout running now, if any
 
@@ -317,14 +317,22 @@ function msys.runInPool(pool, fn, third, fourth)
   return pcall(fn)
 end
 
+-- The pool registry lives on the hub: from a callout these ask the driver (which may wait
+-- for the pool actors); from a pool thread they read the registry directly.
 msys.threadpool = {}
-function msys.threadpool.count() return api.threadpool_count() end
-function msys.threadpool.find(x) return api.threadpool_find(x) end
+function msys.threadpool.count()
+  if suspendable() then return request(K_TP, "count")[2] end
+  return api.threadpool_count()
+end
+function msys.threadpool.find(x)
+  if suspendable() then return request(K_TP, "find", x)[2] end
+  return api.threadpool_find(x)
+end
 function msys.threadpool.stat(x)
   if not suspendable() then
     error("msys.threadpool.stat is only safe to call from the scheduler thread", 2)
   end
-  local r = request(K_TPSTAT, x)
+  local r = request(K_TP, "stat", x)
   if r.n < 2 then return nil end
   local t = {}
   for i = 2, r.n, 2 do t[r[i]] = r[i + 1] end
@@ -610,6 +618,8 @@ end
 
 local function forget(sid) SESS[sid] = nil end
 
+local function full_gc() collectgarbage() end
+
 local function gc_setup(pause, stepmul)
   collectgarbage("incremental", pause, stepmul)
 end
@@ -628,5 +638,6 @@ python = nil   -- lupa's helper table: scripts get no door into Python
 return {
   callout = callout, pack_pcall = pack_pcall, run_pool_job = run_pool_job,
   load_script = load_script, call_plain = call_plain, forget = forget, gc_setup = gc_setup,
+  full_gc = full_gc,
   zero_based = zero_based,
 }
