@@ -42,9 +42,9 @@ keep_message_dicts_in_memory and _unsafe_spool have no effect on the format: rec
 messages always carry their context dictionaries.
 
 Measured (tests/spool/bench_spool.py: 50 greenlets committing 5 KB messages back to back
-through commit(), ext4 on virtio, 2 cores, 10 s per run, three runs):
-    force_fsync on (default), 1 recipient:   8 400 - 9 100 commits/s, 25 commits per fsync
-    force_fsync = false,      1 recipient:   8 500 - 9 300 commits/s
+through commit(), ext4 on virtio, 2 cores shared with other work, 10 s per run, four runs):
+    force_fsync on (default), 1 recipient:   7 900 - 9 100 commits/s, 25 commits per fsync
+    force_fsync = false,      1 recipient:   8 200 - 9 300 commits/s
     force_fsync on, 3 recipients per commit: 4 600 - 5 400 commits/s (14 000-16 000 messages/s)
     100 KB bodies (in SQLite):  1 840 commits/s; 1 MB bodies (files, 20 committers): 317/s
 Durability costs almost nothing here: the limit is the hub's CPU (building, encoding and

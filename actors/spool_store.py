@@ -34,7 +34,7 @@ Why this format (measured on this machine, ext4 on virtio, 2 cores, 2026-05):
     The crossover is near 256 KB, hence LARGE_BODY. Files also keep a 20 MB attachment
     from holding up every other session's commit behind it.
     Group commit through `SpoolService.commit`, 5 KB messages, 50 concurrent committers:
-    8 400-9 100 commits/s durable (tests/spool/bench_spool.py; details in actors/spool.py).
+    7 900-9 100 commits/s durable (tests/spool/bench_spool.py; details in actors/spool.py).
 
 Crash rules: one `apply()` is one SQLite transaction, so a commit is all or nothing.
 `force_fsync` on = `synchronous=FULL` and fdatasync of body files; off = `synchronous=
