@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "on", "enabled"})
 

@@ -130,8 +130,10 @@ class PolicyEngine:
     def __init__(self, scripts=(), *, script_root: str | None = None,
                  search_path: list[str] | None = None, options: ScriptOptions | None = None,
                  resolver=None, max_runtimes: int = 256, bindings=None, binding_groups=None,
-                 again_delay: float = 0.05, max_again: int = 200) -> None:
+                 again_delay: float = 0.05, max_again: int = 200,
+                 max_callout_seconds: int = 10) -> None:
         self.hub_thread = os_thread_ident()
+        self.max_callout_seconds = max_callout_seconds
         self.script_root = os.path.abspath(script_root or os.getcwd())
         if search_path is None:
             env = os.environ.get("EC_CONF_SEARCH_PATH", "")

@@ -186,6 +186,7 @@ class Runtime:
             b"msg_unavailable": t([n.encode() for n in M.MSG_UNAVAILABLE]),
             b"provided_modules": t([n.encode() for n in M.PROVIDED_MODULES]),
             b"package_path": self.gen.package_path.encode(),
+            b"max_callout_seconds": self.engine.max_callout_seconds,
         })
 
     def _api(self) -> dict:

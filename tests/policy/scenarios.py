@@ -61,8 +61,9 @@ def make_engine(p: dict, root: str | None = None, **kw) -> PolicyEngine:
         kw.setdefault("bindings", p["bindings"])
     if "binding_groups" in p:
         kw.setdefault("binding_groups", p["binding_groups"])
-    if "max_runtimes" in p:
-        kw.setdefault("max_runtimes", p["max_runtimes"])
+    for key in ("max_runtimes", "max_callout_seconds"):
+        if key in p:
+            kw.setdefault(key, p[key])
     return PolicyEngine([tuple(s) for s in p["stanzas"]], script_root=root, options=opts, **kw)
 
 

@@ -276,3 +276,20 @@ def test_bypass_scriptlet_skips_every_script():
     r = scenario("phases", files={"p.lua": script}, stanzas=[["p", "p"]],
                  conn={"__bypass_scriptlet": "true"}, steps=[{"phase": "validate_ehlo", "arg": "x"}])
     assert r["results"][0]["reply"] is None
+
+
+def test_endless_loop_is_stopped_by_the_watchdog():
+    script = lua("""
+        local mod = {}
+        function mod:validate_ehlo(str, ac, vctx)
+          if str == "loop" then while true do end end
+          return msys.core.VALIDATE_CONT
+        end
+        msys.registerModule("loop", mod)
+    """)
+    r = scenario("phases", files={"loop.lua": script}, stanzas=[["loop", "loop"]],
+                 max_callout_seconds=1,
+                 steps=[{"phase": "validate_ehlo", "arg": "loop"}, {"phase": "validate_ehlo", "arg": "ok"}])
+    looped, ok = r["results"]
+    assert looped["error"] and looped["reply"][0] == 451 and not ok["error"]
+    assert "callout ran for more than 1 seconds without yielding" in panic_texts(r)[0]

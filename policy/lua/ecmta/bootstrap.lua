@@ -47,9 +47,21 @@ local function suspendable()
   return driver_co ~= nil and co_running() == driver_co
 end
 
+-- Watchdog: a callout that runs longer than opts.max_callout_seconds without yielding
+-- (an endless loop) gets a Lua error instead of wedging the scheduler for good.
+local os_time = os.time
+local max_slice = opts.max_callout_seconds
+local slice_start = 0
+local function watchdog()
+  if os_time() - slice_start > max_slice then
+    error("callout ran for more than " .. max_slice .. " seconds without yielding", 2)
+  end
+end
+
 -- Suspend the callout: the driver resumes with (true, results...) or (false, message).
 local function request(...)
   local r = pack(co_yield(REQ, ...))
+  slice_start = os_time()
   if r[1] == false then error(r[2], 3) end
   return r
 end
@@ -581,6 +593,8 @@ local function callout(name, phase, sid, shape, pv, pa, pm, arg)
   end
   _TLS = s.tls
   driver_co = co_running()
+  slice_start = os_time()
+  debug.sethook(watchdog, "", 1000000)
   local ok, r = xpcall(SHAPES[shape], errmsg, mod[phase], self_t, pv, pa, pm, arg)
   driver_co = nil
   _TLS = nil
