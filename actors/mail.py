@@ -14,7 +14,6 @@ Nothing here does I/O; a Body holds bytes in memory only while the message is re
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 import time
@@ -22,7 +21,29 @@ from dataclasses import dataclass, field
 
 NULL_ID = "00/00-00000-00000000"
 
-_counter = itertools.count()
+class _IdClock:
+    """Counter and slot of new ids. The counter has 16 bits: when it wraps within one
+    slot the slot moves one second ahead, so ids never repeat however fast they are made.
+    It starts at a random value so a daemon restarted within the same second under the
+    same pid does not repeat the previous process's first ids."""
+
+    def __init__(self) -> None:
+        self.counter = int.from_bytes(os.urandom(2), "big")
+        self.slot = 0
+        self.start = self.counter
+
+    def next(self, now: float | None) -> tuple[int, int]:
+        slot = int(now if now is not None else time.time())
+        if slot > self.slot:
+            self.slot, self.start = slot, self.counter
+        c = self.counter
+        self.counter = (c + 1) & 0xFFFF
+        if self.counter == self.start:        # a full cycle in this slot: borrow the next
+            self.slot += 1
+        return self.slot, c
+
+
+_clock = _IdClock()
 
 
 def _rev_hex(value: int, width: int) -> str:
@@ -45,7 +66,8 @@ def parse_id(msg_id: str) -> tuple[int, int, int]:
 
 
 def new_id(now: float | None = None) -> str:
-    return format_id(int(now if now is not None else time.time()), os.getpid(), next(_counter))
+    slot, counter = _clock.next(now)
+    return format_id(slot, os.getpid(), counter)
 
 
 def message_id_header(msg_id: str, hostname: str) -> str:

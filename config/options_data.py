@@ -33,6 +33,9 @@ BUILT = frozenset({
     "timestampformat",
     # config writeback
     "local_changes_file", "local_changes_only",
+    # spool (actors/spool.py)
+    "spoolbase", "spool_mode", "force_fsync", "disk_queue_drain_rate",
+    "unlink_on_spool_in_failure", "exclude_vctx_conn", "exclude_vctx_mess",
     # Control_Listener / Listen
     "file_mode", "enable", "timeout", "listen_backlog",
     # scope keywords of built containers (their OptionSpec has type "scope")
@@ -249,7 +252,8 @@ _SPECS = [
     _o('Expensive_Batch_Assessment', 'bool', False, 'global', doc='conf.ref.expensive_batch_assessment', description='Treat messages as equal even if the bodies or headers have been modified since reception'),
     # listeners: 0660; no default in the cluster logs scope
     _o('File_Mode', 'octal', 0o660, 'control_listener eccluster_listener ecstream_listener esmtp_listener http_listener listen logs msgcserver_listener xmpp_listener', doc='conf.ref.eccluster.conf', description='File access rights in octal notation; Octal representation of the file permissions (cluster logs)'),
-    _o('Force_Fsync', 'bool', False, 'global', doc='conf.ref.force_fsync', description='Ensure that data is synced to disk on reception'),
+    # ecmta is durable by default (issue 3): only an explicit `force_fsync = false` opts out.
+    _o('Force_Fsync', 'bool', True, 'global', doc='conf.ref.force_fsync', description='Ensure that data is synced to disk on reception'),
     _o('Fully_Resolve_Before_SMTP', 'bool', True, 'binding binding_group domain global', doc='conf.ref.fully_resolve_before_smtp', description='Resolve all MX and A records before attempting delivery'),
     _o('Gateway', 'string', None, 'binding binding_group domain global', doc='conf.ref.gateway', description='Configure a static SMTP route for mail'),
     _o('GCM_Application_ID', 'string', None, 'binding binding_group domain global', doc='https://support.messagesystems.com/docs/web-push/push.gcm.gcm_application_id', description='Define the package name of the Android application allowed to received notifications'),
