@@ -268,7 +268,8 @@ class PolicyEngine:
         they become the vctx's (msg:context_* and vctx:get/set see the same values).
         run() moves vctx.disposition and vctx.tarpit into the result and clears them.
         """
-        mods = self._gen.by_phase.get(phase)
+        gen = self._gen
+        mods = gen.by_phase.get(phase)
         if not mods:
             if phase == DEALLOC:
                 self.end_session(vctx)
@@ -299,7 +300,7 @@ class PolicyEngine:
                 msg.ctx_mess = vctx.mess
         vctx.phase = phase
         ctx = CalloutCtx(self, phase, vctx, ac, msg, st.owned)
-        result = self._run_modules(ctx, st, mods, start, arg)
+        result = self._run_modules(ctx, st, gen, mods, start, arg)
         if phase == DEALLOC:
             self.end_session(vctx)
         return result
@@ -319,7 +320,7 @@ class PolicyEngine:
         self._log_failure(phase, "scriptlet", f"VALIDATE_AGAIN returned {self.max_again} times")
         return self._failure_result(phase)
 
-    def _run_modules(self, ctx: CalloutCtx, st: SessionState, mods, start: int, arg):
+    def _run_modules(self, ctx: CalloutCtx, st: SessionState, gen, mods, start: int, arg):
         phase = ctx.phase
         shape = M.PHASE_SHAPES[phase]
         try:
@@ -327,6 +328,11 @@ class PolicyEngine:
         except (ScriptletError, lua54.LuaError) as exc:
             self._log_failure(phase, mods[start], str(exc))
             return self._failure_result(phase, ctx)
+        if rt.gen is not gen:
+            # A reload happened while this session waited for a runtime: use its scripts.
+            mods, start = rt.gen.by_phase.get(phase, ()), 0
+            if phase == DEALLOC:
+                mods = tuple(m for m in mods if m in st.ran)
         verdict, error, again = M.VALIDATE_CONT, False, False
         clean = False
         try:

@@ -97,6 +97,7 @@ class Generation:
     methods: dict[str, frozenset] = field(default_factory=dict)
     by_phase: dict[str, tuple[str, ...]] = field(default_factory=dict)   # dispatchable phases
     hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)      # init, deinit, core_* ...
+    deinit_reported: bool = False    # init()/deinit() output is logged once per generation
 
 
 def resolve_source(source: str, root: str, search_path: list[str]) -> str:
@@ -219,6 +220,8 @@ class Runtime:
                 if not ok or value is not True:
                     why = M.s(value) if not ok else f"init() returned {value!r}, not true"
                     raise ScriptletError([f"{name}: {why}"])
+        if not self.first:
+            self.prints.clear()      # the generation's first runtime already logged these
         self.flush()
 
     # -- callbacks from Lua (never wait, never switch greenlets) -----------------------
@@ -284,15 +287,18 @@ class Runtime:
         if self.closed:
             return
         self.closed = True
+        quiet, self.gen.deinit_reported = self.gen.deinit_reported, True
         for name in self.gen.modules:
             if "deinit" in self.registered.get(name, ()):
                 try:
                     ok, value = self.call_plain(name, "deinit")
                 except Exception as exc:   # a broken state must not stop the others
                     ok, value = False, str(exc)
-                if not ok or value is not True:
+                if (not ok or value is not True) and not quiet:
                     why = M.s(value) if not ok else f"deinit() returned {value!r}, not true"
                     panic(f"{name} deinit failed: {why}", SUBSYSTEM, level="WARNING")
+        if quiet:
+            self.prints.clear()
         self.flush()
         self.lua = self.callout = self.pack_pcall = self.run_pool_job = None
         self._load_script = self._call_plain = self._forget = None

@@ -87,12 +87,19 @@ def test_init_must_return_true():
     tmpl = lua("""
         local mod = {}
         function mod:init() print("init called") return %s end
-        function mod:validate_ehlo(s, ac, vctx) vctx:set(msys.core.VCTX_CONN, "ran", "1") return 0 end
+        function mod:validate_ehlo(s, ac, vctx)
+          msys.sleep(0.1)
+          vctx:set(msys.core.VCTX_CONN, "ran", "1")
+          return 0
+        end
         function mod:deinit() return true end
         msys.registerModule("m", mod)
     """)
-    ok = scenario("load", files={"m.lua": tmpl % "true"}, stanzas=[["m", "m"]])
-    assert ok["conn"] == {"ran": "1"} and panic_texts(ok) == ["scriptlet: init called"]
+    ok = scenario("concurrent", files={"m.lua": tmpl % "true"}, stanzas=[["m", "m"]],
+                  sessions=5, phases=["validate_ehlo"])
+    # every runtime ran init() (5 sessions at once need 5 runtimes); it is logged once
+    assert ok["stats"]["runtimes"] == 5 and all(c["ran"] == "1" for c in ok["conns"])
+    assert panic_texts(ok) == ["scriptlet: init called"]
     bad = scenario("load", files={"m.lua": tmpl % "0"}, stanzas=[["m", "m"]])
     assert bad["lines"] == ["m: init() returned 0, not true"]
     assert bad["load_error"].endswith(COMMIT_FAILED)
