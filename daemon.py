@@ -53,20 +53,33 @@ class Daemon:
         self._stopped = Event()
         self.pidfile: str | None = None
         self.last_apply_problems: list[str] = []
+        # Delivery attaches here: called with the instances of every accepted message and
+        # with every batch recovered from the spool at start.
+        self.accepted_hooks: list = []
+        self.recovered_hooks: list = []
         self._add_services()
         self.config.subscribe(self._on_new_generation)
 
     # -- wiring ------------------------------------------------------------------
     def _add_services(self) -> None:
+        from ecmta.actors.esmtp_service import ESMTPService
+        from ecmta.actors.spool import SpoolService
         from ecmta.console import loader
         from ecmta.transports.control import ControlService
 
         loader.load_all()
         self.logging = LoggingService(self)
-        self.supervisor.add(self.pools)
-        self.supervisor.add(self.logging)
+        self.spool = SpoolService(self.config.current, on_recovered=self._recovered,
+                                  state_dir=self.state_dir)
+        self.esmtp = ESMTPService(self)
         self.control = ControlService(self)
-        self.supervisor.add(self.control)
+        for svc in (self.pools, self.logging, self.spool, self.esmtp, self.control):
+            if getattr(svc, "name", "") not in self.skip:
+                self.supervisor.add(svc)
+
+    def _recovered(self, messages) -> None:
+        for hook in self.recovered_hooks:
+            hook(messages)
 
     def _on_new_generation(self, cfg) -> None:
         self.last_apply_problems = self.supervisor.apply_config(cfg)
@@ -139,7 +152,7 @@ class Daemon:
 
     # -- pidfile -------------------------------------------------------------------
     def _write_pidfile(self) -> None:
-        raw = self.config.current.eval("pidfile") or "ecelerity.pid"
+        raw = self.config.current.value("pidfile", default="ecelerity.pid")
         path = paths.ensure_parent(paths.resolve(raw, self.state_dir))
         other = read_pid(path)
         if other and other != self.pid and pid_alive(other):

@@ -27,7 +27,7 @@ def _pidfile(config: str | None) -> str:
     from ecmta.config import load_config, load_default_config
 
     cfg = load_config(config) if config else load_default_config()
-    raw = cfg.eval("pidfile") or "ecelerity.pid"
+    raw = cfg.value("pidfile", default="ecelerity.pid")
     return paths.resolve(raw)
 
 

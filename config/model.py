@@ -281,6 +281,11 @@ class Config:
         falling back to the option's default."""
         return self.resolve(option, ctx).value
 
+    def value(self, option: str, ctx=None, default=None):
+        """The typed value `eval` finds (fallback + default), or `default` when none."""
+        found = self.eval(option, ctx)
+        return default if found is None or found.value is None else found.value
+
     def resolve(self, option: str, ctx=None) -> Resolved:
         from ecmta.config import fallback
         if ctx is None or isinstance(ctx, EvalContext):

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ecmta.config.registry import ModuleSpec
+from ecmta.config.registry import ModuleSpec, OptionSpec, ScopeSpec
 
 # ----------------------------------------------------------------------------------------
 # BUILT: the ONE place that says which modules ecmta implements (lowercased stanza names).
 # ----------------------------------------------------------------------------------------
-BUILT = frozenset()
+BUILT = frozenset({"scriptlet", "ec_logger"})
 
 # Options every module stanza accepts (module_config): enabled (bool, default true; false =
 # passive, only callable from Lua) and debug_level (DEBUG..CRITICAL, default ERROR).
@@ -211,4 +211,50 @@ _SPECS = [
        "A toolkit for DNS-based content correlation"),
 ]
 
-MODULES = [replace(spec, built=spec.name.lower() in BUILT) for spec in _SPECS]
+
+def _mo(name, type, default=None, scopes=None, *, module, doc, description="", choices=()):
+    return OptionSpec(name=name, type=type, default=default, scopes=frozenset(scopes or {module}),
+                      doc=doc, choices=tuple(choices), built=True, module=module,
+                      description=description)
+
+
+# Options and sub-scopes of the built modules (their pages list them).
+_SCRIPTLET = "modules.scriptlet"
+_EC_LOGGER = "modules.ec_logger"
+MODULE_OPTIONS = {
+    "scriptlet": [
+        _mo("Always_GC", "bool", False, module="scriptlet", doc=_SCRIPTLET),
+        _mo("GC_Pause", "int", 200, module="scriptlet", doc=_SCRIPTLET),
+        _mo("GC_Stepmul", "int", 200, module="scriptlet", doc=_SCRIPTLET),
+        _mo("Max_Spare_Per_Master", "int", 5000, module="scriptlet", doc=_SCRIPTLET),
+        _mo("Reap_Interval", "interval", 1, module="scriptlet", doc=_SCRIPTLET),
+        _mo("Script_TTL", "interval", 300, module="scriptlet", doc=_SCRIPTLET),
+        _mo("Source", "string", None, {"script"}, module="scriptlet", doc=_SCRIPTLET,
+            description="Location of the Lua policy script (dir.file, .lua dropped)"),
+    ],
+    "ec_logger": [
+        *[_mo(n, "string", None, module="ec_logger", doc=_EC_LOGGER)
+          for n in ("Mainlog", "Rejectlog", "Paniclog", "Acctlog")],
+        *[_mo(n, "octal", 0o644, module="ec_logger", doc=_EC_LOGGER)
+          for n in ("Mainlog_Mode", "Rejectlog_Mode", "Paniclog_Mode", "Acctlog_Mode",
+                    "Acctlog_Log_Mode")],
+        _mo("Heartbeat", "interval", 60, module="ec_logger", doc=_EC_LOGGER),
+        *[_mo(n, "bool", True, module="ec_logger", doc=_EC_LOGGER)
+          for n in ("Log_Receptions", "Log_Deliveries", "Log_Transient_Failures",
+                    "Log_Permanent_Failures", "Log_Rejections", "Log_Errors")],
+    ],
+}
+MODULE_SUBSCOPES = {
+    "scriptlet": [ScopeSpec("Script", True, frozenset({"scriptlet"}), _SCRIPTLET, True, "scriptlet")],
+}
+
+
+def _with_data(spec: ModuleSpec) -> ModuleSpec:
+    key = spec.name.lower()
+    opts = {o.name.lower(): o for o in MODULE_OPTIONS.get(key, ())}
+    subs = {sc.name.lower(): sc for sc in MODULE_SUBSCOPES.get(key, ())}
+    return replace(spec, built=key in BUILT, options=opts or spec.options,
+                   subscopes=subs or spec.subscopes)
+
+
+MODULES = [_with_data(spec) for spec in _SPECS]

@@ -40,19 +40,46 @@ BUILT = frozenset({
     "file_mode", "enable", "timeout", "listen_backlog",
     # scope keywords of built containers (their OptionSpec has type "scope")
     "threadpool", "control_listener", "listen", "domain", "binding", "binding_group", "host",
+    "esmtp_listener", "peer", "pathway", "pathway_group",
+    # reception (actors/reception.py, actors/inbound.py, actors/esmtp_service.py)
+    "hostname", "context", "smtp_extensions", "max_message_size",
+    "max_receptions_per_connection", "max_recipients_per_connection",
+    "max_recipients_per_message", "banner_hostname", "static_banner", "received_hostname",
+    "idle_time", "listener_sessions", "service_sessions", "require_ehlo",
+    "allow_null_envelope_sender", "allow_ip_literal", "allow_trailing_whitespace_in_commands",
+    "rfc2821_allow_whitespace_in_envelope", "rfc2821_pedantic_address_rules",
+    "rfc2822_date_header", "rfc2822_messageid_header", "rfc2822_missing_headers",
+    "rfc2822_lone_lf_in_headers", "rfc2822_lone_lf_in_body", "rfc2822_max_line_length",
+    "rfc2822_max_line_length_policy", "rfc2822_trace_headers",
+    "domain_for_unqualified_sender_address", "domain_for_unqualified_recipient_addresses",
+    "relay_domains", "relay_hosts", "open_relay", "relay_for_sending_domains", "blackhole",
+    "inbound_throttle_messages", "reconfig_message", "tls_certificate", "tls_key",
+    "tls_client_ca", "tls_verify_mode", "tls_ciphers", "tls_protocols", "use_ssl",
+    "starttls_injection_policy", "tls_verified_peer_can_relay", "authloginparameters",
+    "authplainparameters", "authcrammd5parameters", "tcp_recv_buffer_size",
+    "tcp_send_buffer_size",
 })
 
 # Where a built option is actually implemented, for options valid in more scopes than the
 # foundation covers (e.g. Concurrency is also a listener option). Options not listed here
 # are implemented in all their scopes. The validator may use this for a finer error.
+_INBOUND = frozenset({"esmtp_listener", "listen", "peer", "pathway", "pathway_group", "global"})
+
 BUILT_SCOPES = {
+    # inbound side only; the outbound meaning of these (bindings, domains) comes with delivery
+    "max_recipients_per_connection": _INBOUND,
+    "tls_certificate": _INBOUND, "tls_key": _INBOUND, "tls_ciphers": _INBOUND,
+    "tls_protocols": _INBOUND,
+    "authloginparameters": _INBOUND, "authplainparameters": _INBOUND,
+    "authcrammd5parameters": _INBOUND,
+    "pathway": frozenset({"esmtp_listener", "listen", "peer", "global", "pathway_group"}),
+    "context": _INBOUND, "enable": frozenset({"control_listener", "esmtp_listener", "listen"}),
     "concurrency": frozenset({"threadpool"}),
     "backlog": frozenset({"threadpool"}),
     "stack_size": frozenset({"threadpool"}),
     "file_mode": frozenset({"control_listener", "listen"}),
-    "enable": frozenset({"control_listener", "listen"}),
     "timeout": frozenset({"control_listener"}),
-    "listen_backlog": frozenset({"control_listener", "listen"}),
+    "listen_backlog": frozenset({"control_listener", "esmtp_listener", "listen"}),
 }
 
 # Defaults that differ by scope kind: (option lower, scope kind) -> typed default.

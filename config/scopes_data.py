@@ -22,6 +22,7 @@ from ecmta.config.registry import ScopeSpec
 BUILT = frozenset({
     "threadpool", "control_listener", "listen", "debug_flags",
     "domain", "binding", "binding_group", "host",
+    "esmtp_listener", "peer", "pathway", "pathway_group",
 })
 
 # Listener kinds (anonymous, global). Listen and Peer nest inside these.
