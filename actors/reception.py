@@ -404,8 +404,9 @@ class SmtpSession:
         return None, False
 
     def on_xdumpcontext(self, ev):
-        lines = [f"{k}={v}" for k, v in self.vctx.conn.items()]
-        lines += [f"{k}={v}" for k, v in self.vctx.mess.items()]
+        # esmtp_listener.extensions: "250-[connection] ehlo_domain there"
+        lines = [f"[connection] {k} {v}" for k, v in self.vctx.conn.items()]
+        lines += [f"[message] {k} {v}" for k, v in self.vctx.mess.items()]
         return Reply(250, "", "\n".join(lines + ["XDUMPCONTEXT complete"])), False
 
     def on_xclient(self, ev):
