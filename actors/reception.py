@@ -273,8 +273,9 @@ class SmtpSession:
         except Rejected as rej:
             reply, close = rej.reply, rej.close
             self.last_module = rej.module
-        if reply is not None and reply.code >= 400:
-            self._reject_log(ev.state, reply, ev)
+        said = reply if reply is not None else ev.default
+        if said.code >= 400:              # a refusal, even when it is the default (AUTH 535)
+            self._reject_log(ev.state, said, ev)
         self.srv.respond(reply, close=close)
 
     def _phase(self, phase: str, msg=None, arg=None, *, ac=True):
