@@ -211,7 +211,10 @@ class SmtpSession:
         conn["connection_rcpt_count"] = "0"
         self.vctx = ValidationContext(conn, conn_id=self.conn_id)
         self.ac = AcceptConstruct(self.local, f"{self.peer_ip}:{self.peer_port}",
-                                  self.srv.capabilities, self.svc.session_counter)
+                                  None, self.svc.session_counter)
+        # The same list the machine advertises: ac:esmtp_capability_add/remove edit it in
+        # place (the constructor would copy it, and the EHLO reply would never change).
+        self.ac.capabilities = self.srv.capabilities
 
     def _loop(self) -> None:
         srv = self.srv
