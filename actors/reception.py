@@ -211,10 +211,23 @@ class SmtpSession:
         conn["connection_rcpt_count"] = "0"
         self.vctx = ValidationContext(conn, conn_id=self.conn_id)
         self.ac = AcceptConstruct(self.local, f"{self.peer_ip}:{self.peer_port}",
-                                  None, self.svc.session_counter)
+                                  None, self._session_count)
         # The same list the machine advertises: ac:esmtp_capability_add/remove edit it in
         # place (the constructor would copy it, and the EHLO reply would never change).
         self.ac.capabilities = self.srv.capabilities
+
+    def _session_count(self, cidr=None, service=None) -> int:
+        """ac:inbound_session_count (lua.ref.ac_inbound_session_count): no cidr = the
+        connecting IP, "/24" = the connecting IP's /24, else an address or addr/mask.
+        Only SMTP sessions are counted here; other service types have none."""
+        if service not in (None, "", "SMTP"):
+            return 0
+        spec = (cidr or "").strip()
+        if not spec:
+            spec = self.peer_ip
+        elif spec.startswith("/"):
+            spec = self.peer_ip + spec
+        return self.svc.session_counter(spec)
 
     def _loop(self) -> None:
         srv = self.srv
