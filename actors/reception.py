@@ -618,7 +618,10 @@ class SmtpSession:
         try:
             ctx = tlsmod.server_context(o.tls_certificate, o.tls_key, o.tls_client_ca,
                                         o.tls_verify_mode, o.tls_ciphers, o.tls_protocols)
+            # A client that never finishes the handshake must not hold the session forever.
+            self.sock.settimeout(o.idle_time or None)
             self.sock = ctx.wrap_socket(self.sock, server_side=True)
+            self.sock.settimeout(None)
         except Exception as exc:
             panic(f"TLS handshake with {self.peer_ip}:{self.peer_port} failed: {exc}",
                   subsystem="SSL", level="WARNING")
