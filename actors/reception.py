@@ -441,7 +441,16 @@ class SmtpSession:
     def on_xremoteip(self, ev):
         if not self.opts.peer_can_relay(self.peer_ip):
             raise Rejected(Reply(550, "5.7.0", "XREMOTEIP not permitted from this address"))
+        # "as if the client originally connected from the provided IP address": the
+        # Peer-scoped options and the relay decision follow the new address.
         self.peer_ip = ev.addr
+        self.opts = self.svc.inbound(self.svc.config(), self.endpoint.address, self.peer_ip)
+        self.ac.peer_addr = f"{self.peer_ip}:{self.peer_port}"
+        conn = self.vctx.conn
+        if self.opts.peer_can_relay(self.peer_ip) or conn.get("auth_status") == "pass":
+            conn["can_relay"] = "true"
+        else:
+            conn.pop("can_relay", None)
         return None, False
 
     def on_starttls(self, ev):
