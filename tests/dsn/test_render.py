@@ -174,7 +174,8 @@ def test_deterministic():
 
 
 def test_from_message():
-    m = MailMessage(id="12/34-01234-56789ABC", batch_id="", conn_id="", mailfrom="alice@example.com",
+    m = MailMessage(id="12/34-01234-56789ABC", batch_id="", conn_id="",
+                    mailfrom="alice@example.com",
                     rcptto="bob@example.org", code="550 5.1.1 no such user",
                     dsn=DsnParams(notify=("FAILURE",), orcpt="rfc822;Bob@Example.org"))
     r = DsnRecipient.from_message(m, remote_mta="mx.example.org")
@@ -329,7 +330,8 @@ def test_null_sender_copy_to_mdn_failures_notify():
 # -- UTF-8 (RFC 6533) and 8-bit originals ----------------------------------------------------------
 
 def test_smtputf8_original_uses_global_types():
-    rs = [rcpt("用户@例子.广告", "550 5.1.1 用户不存在", dsn=DsnParams(orcpt="utf-8;用户@例子.广告"))]
+    rs = [rcpt("用户@例子.广告", "550 5.1.1 用户不存在",
+               dsn=DsnParams(orcpt="utf-8;用户@例子.广告"))]
     data = fail(mailfrom="jörg@bücher.example", recipients=rs, original=UTF8_ORIGINAL)
     check_lines(data)
     msg = parse(data)
@@ -391,7 +393,8 @@ def test_latin1_8bit_original():
     assert b"Content-Transfer-Encoding: 8bit" in raw_parts(data)[2][0]
     assert raw_parts(data)[2][1] == orig
     assert msg["Content-Transfer-Encoding"] == "8bit"
-    assert msg["Subject"] == "Undeliverable: caf\ufffd"      # undecodable octet, not dropped silently
+    # The undecodable octet shows as U+FFFD rather than vanishing silently.
+    assert msg["Subject"] == "Undeliverable: caf\ufffd"
     data = fail(original=orig)
     assert list(parse(data).iter_parts())[2].get_content_type() == "text/rfc822-headers"
     assert b"Content-Transfer-Encoding: 8bit" in raw_parts(data)[2][0]
