@@ -391,13 +391,17 @@ class SmtpSession:
             return True
         return self.opts.sender_can_relay(self.vctx.mess.get("mailfrom_domain", ""))
 
-    def on_data_start(self, ev):
-        self.chunks = []
+    def _rcpt_list_phases(self):
         r = self._phase("validate_rcptto_list", arg=list(self.vctx.recipients), ac=False)
         reply, close = self._policy_reply(r)
         if reply is None:
             r = self._phase("validate_rcptto_list_final", arg=list(self.vctx.recipients), ac=False)
             reply, close = self._policy_reply(r)
+        return reply, close
+
+    def on_data_start(self, ev):
+        self.chunks = []
+        reply, close = self._rcpt_list_phases()
         if not self.vctx.recipients and reply is None:
             reply = S.R.DATA_NO_RCPT
         return reply, close
@@ -405,6 +409,13 @@ class SmtpSession:
     def on_data_end(self, ev):
         chunks, self.chunks = self.chunks, []
         try:
+            if ev.facts.bdat:
+                # BDAT has no DataStart decision: the recipient list phases run here.
+                reply, close = self._rcpt_list_phases()
+                if reply is not None and reply.code >= 400:
+                    raise Rejected(reply, self.last_module, close)
+                if not self.vctx.recipients:
+                    raise Rejected(S.R.DATA_NO_RCPT)
             return self._accept(b"".join(chunks), ev.facts)
         finally:
             self._reset_transaction()
