@@ -329,8 +329,8 @@ class SmtpSession:
         conn["auth_name"] = ev.mechanism
         conn["auth_status"] = "pass" if ok else "fail"
         if source is not None and source.log_authentication:
-            bus.publish(records.Auth(time.time(), self.local, f"{self.peer_ip}:{self.peer_port}",
-                                     ev.authcid, ok))
+            bus.publish(records.Auth(time.time(), self.endpoint.address,
+                                     f"{self.peer_ip}:{self.peer_port}", ev.authcid, ok))
         if not ok:
             return None, False                       # the machine's 535 default
         conn["auth_user"] = ev.authcid

@@ -143,6 +143,8 @@ class LoggingService:
             inst.handles.append(bus.subscribe(self._mainlog_kinds(switches), self._mainlog_cb(inst)))
         if "rejectlog" in writers and switches["log_rejections"]:
             inst.handles.append(bus.subscribe((records.Rejection,), self._rejectlog_cb(inst)))
+        if "acctlog" in writers:
+            inst.handles.append(bus.subscribe((records.Auth,), self._acctlog_cb(inst)))
         return inst
 
     @staticmethod
@@ -171,6 +173,11 @@ class LoggingService:
     def _rejectlog_cb(inst: _Instance):
         writer = inst.writers["rejectlog"]
         return lambda rec: writer.tell(WriterLine(formats.rejectlog(rec)))
+
+    @staticmethod
+    def _acctlog_cb(inst: _Instance):
+        writer = inst.writers["acctlog"]
+        return lambda rec: writer.tell(WriterLine(acctlog_auth(rec)))
 
     def _writer(self, path: str, kind: str, mode: int):
         self._serial += 1
@@ -231,6 +238,12 @@ class LoggingService:
                 ref.tell(msg)
                 msg.done.wait(5)
                 ref.stop(timeout=5)
+
+
+def acctlog_auth(rec: records.Auth) -> str:
+    """log_formats.acctlog authentication record: ts@N|T@listener@peer@user@1|0."""
+    return "@".join((str(int(rec.ts)), "T" if rec.timeout else "N", formats.esc(rec.listener),
+                     formats.esc(rec.peer), formats.esc(rec.user), "1" if rec.ok else "0"))
 
 
 def _heartbeat_of(cfg, name: str) -> float:
