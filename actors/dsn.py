@@ -212,15 +212,16 @@ def derive_status(reply: str, action: str = "failed") -> str:
 
 # -- text helpers ---------------------------------------------------------------------------
 
-_CTL = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL, C1 and the Unicode line separators: anything some parser could take as a break.
+_CTL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def _clean(text: str, utf8: bool) -> str:
-    """One line of field text: controls become spaces (no header injection from a remote
+def _clean(text: str, utf8: bool, ctl: str = " ") -> str:
+    """One line of field text: controls become `ctl` (no header injection from a remote
     reply), bytes that are not valid UTF-8 become "?", non-ASCII too unless `utf8`."""
-    text = _CTL.sub(" ", text)
+    text = _CTL.sub(ctl, text)
     if not text.isascii():
         text = _SURROGATE.sub("?", text)
         if not utf8:
@@ -301,7 +302,7 @@ def _is_utf8(s: str) -> bool:
 
 # -- the original message ---------------------------------------------------------------------
 
-_BARE_LF = re.compile(rb"(?<!\r)\n")
+_BARE_EOL = re.compile(rb"\r\n|\r|\n")
 
 
 def _has_long_line(data: bytes) -> bool:
@@ -319,8 +320,9 @@ def _split_original(original) -> tuple[bytes, bytes, Body | None]:
         return b"", b"", None
     body = original if isinstance(original, Body) else None
     raw = body.data if body is not None else bytes(original)
-    if b"\n" in raw and raw.count(b"\n") != raw.count(b"\r\n"):
-        raw, body = _BARE_LF.sub(b"\r\n", raw), None
+    crlf = raw.count(b"\r\n")
+    if raw.count(b"\n") != crlf or raw.count(b"\r") != crlf:   # bare LF or CR: illegal in SMTP
+        raw, body = _BARE_EOL.sub(b"\r\n", raw), None
     if body is None:
         body = Body(raw)
     head = raw[:len(raw) - len(body.body)]
@@ -387,17 +389,20 @@ def _inline_mode(kind: str, inline_original: str, ret: str | None) -> str:
 
 def _address_field(addr: str, utf8: bool) -> str:
     # RFC 6533 3: a non-ASCII address is of type utf-8 (only in message/global-delivery-status).
-    return ("utf-8; " if not addr.isascii() and utf8 else "rfc822; ") + _clean(addr, utf8)
+    return ("utf-8; " if not addr.isascii() and utf8 else "rfc822; ") + _clean(addr, utf8, "?")
 
 
 def _orcpt_field(orcpt: str, utf8: bool) -> str:
     """Original-Recipient is the ORCPT value as given (RFC 3461 6.3 d). In a 7-bit report a
     non-ASCII value becomes utf-8-addr-xtext (RFC 6533 3: \\x{HEX} for each non-ASCII char)."""
     orcpt = _CTL.sub("?", orcpt)
+    if not orcpt.partition(";")[2].strip():
+        return ""                          # no address: not a valid ORCPT, leave it out
     if orcpt.isascii() or utf8:
         return _SURROGATE.sub("?", orcpt)
-    kind, _, addr = orcpt.partition(";")
-    enc = "".join(c if c.isascii() else f"\\x{{{ord(c):X}}}" for c in _SURROGATE.sub("?", addr))
+    _type, _, addr = orcpt.partition(";")      # non-ASCII is never rfc822: it becomes utf-8
+    enc = "".join(c if "!" <= c <= "~" and c not in "+=\\" else f"\\x{{{ord(c):X}}}"
+                  for c in _SURROGATE.sub("?", addr))
     return "utf-8;" + enc
 
 
@@ -412,10 +417,12 @@ def _remote_mta(r: DsnRecipient) -> str:
 def _wrap(text: str, indent: str) -> list[str]:
     lines = textwrap.wrap(text, width=76 - len(indent), break_long_words=False,
                           break_on_hyphens=False) or [""]
-    out = []
+    out, limit = [], MAX_LINE - len(indent)
     for ln in lines:
-        while len(ln) > MAX_LINE - len(indent):
-            cut = MAX_LINE - len(indent)
+        while _olen(ln) > limit:          # an unbreakable run (a URL, a token): cut it
+            cut = limit
+            while _olen(ln[:cut]) > limit:
+                cut -= 1
             out.append(indent + ln[:cut])
             ln = ln[cut:]
         out.append(indent + ln)
@@ -429,7 +436,7 @@ def _human_part(kind, hostname, mailfrom, to, recipients, diags, mode, degraded,
         parts.append("\r\nYou receive this report because the message had a null envelope\r\n"
                      "sender (it was itself a notification), so no sender can be told.\r\n")
     for r, diag in zip(recipients, diags):
-        lines = ["", _clean(f"<{r.rcptto}>", utf8)]
+        lines = ["", _clean(f"<{r.rcptto}>", utf8, "?")]
         host = _remote_mta(r)
         if r.remote_mta and r.remote_ip:
             host = f"{r.remote_mta} [{r.remote_ip}]"
@@ -466,8 +473,9 @@ def _status_part(kind, hostname, recipients, diags, envid, arrival_date, receive
         out.append(f"Arrival-Date: {_date(arrival_date)}\r\n")
     for r, diag in zip(recipients, diags):
         out.append("\r\n")
-        if r.dsn.orcpt:
-            out.append(_fold("Original-Recipient", _orcpt_field(r.dsn.orcpt, utf8)))
+        orcpt = _orcpt_field(r.dsn.orcpt, utf8) if r.dsn.orcpt else ""
+        if orcpt:
+            out.append(_fold("Original-Recipient", orcpt))
         out.append(_fold("Final-Recipient", _address_field(r.rcptto, utf8)))
         out.append(f"Action: {action}\r\n")
         status = r.status or derive_status(r.reply, action)
@@ -501,7 +509,8 @@ def _render(kind: str, *, mailfrom: str, recipients: Sequence[DsnRecipient], hos
         raise ValueError("no DSN for a null sender (use bounce_recipient for mdn_failures_notify)")
     now = time.time() if now is None else now
     msg_id = msg_id or new_id(now)
-    mailerdaemon = mailerdaemon or f"mailer-daemon@{hostname}"
+    hostname = _clean(hostname, False)
+    mailerdaemon = _clean(mailerdaemon or f"mailer-daemon@{hostname}", True)
 
     # RFC 6533: UTF-8 envelope addresses (or an SMTPUTF8 original) need the global types.
     utf8 = bool(smtputf8) or not (mailfrom.isascii() and to.isascii()
@@ -514,7 +523,8 @@ def _render(kind: str, *, mailfrom: str, recipients: Sequence[DsnRecipient], hos
     if mode == "headers" and not head:
         mode = "none"                      # nothing to attach: no empty part
 
-    diags = [_clean(_unfold_reply(r.reply), utf8) for r in recipients]
+    # Whitespace runs collapse: controls turned to spaces must not leave a blank diagnostic.
+    diags = [" ".join(_clean(_unfold_reply(r.reply), utf8).split()) for r in recipients]
 
     # Original part: type and transfer encoding (8-bit content is declared, never re-encoded).
     orig_part = b""
@@ -533,18 +543,20 @@ def _render(kind: str, *, mailfrom: str, recipients: Sequence[DsnRecipient], hos
             ph += "Content-Transfer-Encoding: 8bit\r\n"
         orig_part = ph.encode("ascii") + b"\r\n" + content
 
-    # Headers of the DSN itself.
+    # Headers of the DSN itself. Raw UTF-8 only when the notice needs SMTPUTF8 anyway (its
+    # recipient is a UTF-8 address): otherwise an ASCII sender could not receive it.
+    raw_utf8 = not to.isascii()
     subject = _header_text(body, "Subject")
     if subject:
         subject = _CTL.sub(" ", subject)
         if not subject.isascii():
-            subject = subject if (utf8 and _is_utf8(subject)) else _encode_words(
+            subject = subject if (raw_utf8 and _is_utf8(subject)) else _encode_words(
                 subject.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
     subject = f"{_SUBJECT[kind]}: {subject or '(no subject)'}"
     orig_id = ""
     m = _MSGID.search(_header_text(body, "Message-ID"))
-    if m and (m.group(0).isascii() or (utf8 and _is_utf8(m.group(0)))):
-        orig_id = m.group(0)
+    if m and (m.group(0).isascii() or (raw_utf8 and _is_utf8(m.group(0)))):
+        orig_id = m.group(0)               # a msg-id cannot be RFC 2047 encoded: else omit it
 
     human = _human_part(kind, hostname, mailfrom, to, recipients, diags, mode, degraded, utf8,
                         will_retry_until)
@@ -558,7 +570,7 @@ def _render(kind: str, *, mailfrom: str, recipients: Sequence[DsnRecipient], hos
 
     hdr = [
         _fold("From", mailerdaemon),
-        _fold("To", to),
+        _fold("To", _clean(to, True, "?")),
         _fold("Subject", subject),
         f"Date: {_date(now)}\r\n",
         _fold("Message-ID", message_id_header(msg_id, hostname)),

@@ -110,15 +110,15 @@ def ds_blocks(text: str) -> list[dict[str, str]]:
         assert set(b) <= _PER_RECIPIENT, set(b) - _PER_RECIPIENT
         for need in ("final-recipient", "action", "status"):
             assert need in b, need
-        assert re.fullmatch(r"[A-Za-z0-9-]+; ?\S.*", b["final-recipient"])
+        assert re.fullmatch(r"[A-Za-z0-9-]+; ?[^ \t].*", b["final-recipient"])
         if "original-recipient" in b:
-            assert re.fullmatch(r"[A-Za-z0-9-]+; ?\S.*", b["original-recipient"])
+            assert re.fullmatch(r"[A-Za-z0-9-]+; ?[^ \t].*", b["original-recipient"])
         assert b["action"] in ACTIONS
         assert re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", b["status"])
         if "remote-mta" in b:
             assert re.fullmatch(r"dns; \S+", b["remote-mta"])
         if "diagnostic-code" in b:
-            assert re.fullmatch(r"[A-Za-z0-9-]+; \S.*", b["diagnostic-code"])
+            assert re.fullmatch(r"[A-Za-z0-9-]+; [^ \t].*", b["diagnostic-code"])
         for d in ("last-attempt-date", "will-retry-until"):
             if d in b:
                 parsedate_to_datetime(b[d])

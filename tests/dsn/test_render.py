@@ -380,7 +380,12 @@ def test_utf8_headers_with_ascii_envelope():
     # The DSN's own Subject stays 7-bit: RFC 2047 words, read back as the same text.
     assert msg["Subject"] == "Undeliverable: Grüße aus Köln"
     assert b"=?utf-8?b?" in data.split(b"\r\n\r\n")[0]
+    assert msg["In-Reply-To"] is None        # a UTF-8 msg-id has no 7-bit form: left out
     assert required_extensions(data) == {"8BITMIME"}
+    # Same with SMTPUTF8 declared: the notice's own header stays 7-bit for an ASCII sender.
+    data = fail(original=UTF8_ORIGINAL, smtputf8=True)
+    assert required_extensions(data) == {"8BITMIME"}
+    assert parse(data)["Subject"] == "Undeliverable: Grüße aus Köln"
 
 
 def test_latin1_8bit_original():
@@ -401,10 +406,10 @@ def test_latin1_8bit_original():
 
 
 def test_utf8_orcpt_in_ascii_report_is_xtext():
-    r = rcpt(dsn=DsnParams(orcpt="utf-8;jörg@example.org"))
+    r = rcpt(dsn=DsnParams(orcpt="utf-8;jörg+tag@example.org"))
     data = fail(recipients=[r])
     assert data.isascii()
-    assert status_blocks(data)[1]["original-recipient"] == "utf-8;j\\x{F6}rg@example.org"
+    assert status_blocks(data)[1]["original-recipient"] == "utf-8;j\\x{F6}rg\\x{2B}tag@example.org"
 
 
 def test_non_ascii_reply_in_ascii_report():
