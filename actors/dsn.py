@@ -99,10 +99,10 @@ def should_bounce(mailfrom: str, notify: Iterable[str] | None, kind: str, *,
     - NOTIFY=NEVER: never;
     - failure: NOTIFY absent or containing FAILURE, and `generate_bounces` (the operator's
       switch for in-band bounces, conf.ref.generate_bounces);
-    - delay: NOTIFY containing DELAY; NOTIFY absent -> `generate_delay_dsn` (RFC 3461 4.1
-      lets the MTA decide when the sender did not say). An explicit NOTIFY=DELAY is
-      honoured even where generate_delay_dsn is false; delay DSNs still require the
-      delay_dsn module, which is the caller's check;
+    - delay: only where the operator turned delay DSNs on (`generate_delay_dsn`, per
+      scope: the delay_dsn module's example switches them off for one domain), and then
+      when NOTIFY is absent (RFC 3461 4.1 lets the MTA decide) or contains DELAY; delay
+      DSNs still require the delay_dsn module, which is the caller's check;
     - success: only NOTIFY containing SUCCESS (never a default).
     """
     if not mailfrom:
@@ -113,7 +113,7 @@ def should_bounce(mailfrom: str, notify: Iterable[str] | None, kind: str, *,
     if kind == "failure":
         return bool(generate_bounces) and (not flags or "FAILURE" in flags)
     if kind == "delay":
-        return "DELAY" in flags if flags else bool(generate_delay_dsn)
+        return bool(generate_delay_dsn) and (not flags or "DELAY" in flags)
     if kind == "success":
         return "SUCCESS" in flags
     raise ValueError(f"unknown DSN kind {kind!r}")

@@ -23,9 +23,10 @@ S = "alice@example.com"
     (("failure",), "failure", False, True),
     ((), "delay", False, False),                       # absent NOTIFY: generate_delay_dsn decides
     ((), "delay", True, True),
-    (("DELAY",), "delay", False, True),                # the sender asked for it
+    (("DELAY",), "delay", False, False),               # the operator switched delay DSNs off
+    (("DELAY",), "delay", True, True),                 # the sender asked for it
     (("FAILURE",), "delay", True, False),              # NOTIFY given without DELAY
-    (("FAILURE", "DELAY"), "delay", False, True),
+    (("FAILURE", "DELAY"), "delay", True, True),
     (("NEVER",), "delay", True, False),
     ((), "success", True, False),
     (("SUCCESS",), "success", False, True),
