@@ -629,7 +629,8 @@ class SmtpSession:
                 raise OSError("TLS handshake failed")
         elif isinstance(ev, S.EarlyTalker):
             self.vctx.conn["early_talker"] = "yes"
-        elif isinstance(ev, S.StartTLSInjection):
+        elif isinstance(ev, S.StartTLSInjection) and ev.policy == "ignore":
+            # reject: the ProtocolError that follows writes the one rejectlog line
             self._reject_log(ev.state, S.R.STARTTLS_INJECTION, ev,
                              text=f"STARTTLS command injection ({ev.nbytes} bytes, policy {ev.policy})")
 
