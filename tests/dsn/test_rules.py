@@ -44,7 +44,7 @@ def test_null_sender_never_gets_a_dsn(notify, kind):
 def test_generate_bounces_false_suppresses_failures_only():
     assert should_bounce(S, ("FAILURE",), "failure", generate_bounces=False) is False
     assert should_bounce(S, (), "failure", generate_bounces=False) is False
-    assert should_bounce(S, ("DELAY",), "delay", generate_bounces=False) is True
+    assert should_bounce(S, ("DELAY",), "delay", generate_bounces=False, generate_delay_dsn=True) is True
 
 
 def test_unknown_kind():
