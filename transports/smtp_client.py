@@ -72,10 +72,9 @@ import io
 import quopri
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
-from ecmta.actors.mail import DsnParams
 from ecmta.transports.smtp_address import xtext_encode
 
 # --- sentinels returned by next_event() ---------------------------------------------------

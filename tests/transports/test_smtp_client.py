@@ -6,7 +6,7 @@ from ecmta.tests.transports.test_smtp_client_helpers import (
     BANNER, BODY, EHLO_ALL, EHLO_PIPE, EHLO_PLAIN, Scripted, dsn_txn, txn)
 from ecmta.transports import smtp_client as C
 from ecmta.transports.smtp_client import (
-    CLOSED, DELIVERED, IDLE, NEED_DATA, PAUSED, PERMANENT, TRANSIENT, ClientOptions,
+    CLOSED, DELIVERED, IDLE, NEED_DATA, PAUSED, PERMANENT, TRANSIENT,
     SMTPClientError, UpgradeTLS)
 
 OK_GROUP = b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n"
