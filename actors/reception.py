@@ -154,6 +154,7 @@ class SmtpSession:
     # -- transaction state -------------------------------------------------------------
     def _reset_transaction(self) -> None:
         self.mailfrom = None
+        self.mailfrom_sent = ""               # as the client wrote it (trace headers)
         self.mail_params = None
         self.batch_id = ""
         self.rcpts: list[tuple[str, DsnParams]] = []
@@ -349,6 +350,7 @@ class SmtpSession:
         mess["mailfrom_domain"] = ev.qualified.domain
         self.batch_id = new_id()
         self.mailfrom = sender
+        self.mailfrom_sent = _fmt_addr(ev.address)
         self.mail_params = ev.params
         self.batch_msg = self._message(self.batch_id, "")
         r = self._phase("validate_mailfrom", arg=ev.raw)
@@ -508,7 +510,9 @@ class SmtpSession:
         if o.rfc2822_trace_headers:
             body.remove_header("Return-Path")
             body.add_header("Received", self._received(now), prepend=True)
-            body.add_header("Return-Path", f"<{self.mailfrom}>", prepend=True)
+            # domain_for_unqualified_sender_address: "The trace headers, however, will
+            # reflect the original MAIL FROM string."
+            body.add_header("Return-Path", f"<{self.mailfrom_sent}>", prepend=True)
 
     def _received(self, now: float) -> str:
         o, conn = self.opts, self.vctx.conn
@@ -520,7 +524,7 @@ class SmtpSession:
             proto += "A"
         return (f"from [{self.peer_ip}] ([{self.peer_ip}:{self.peer_port}]"
                 + (f" helo={helo})" if helo else ")")
-                + f"\r\n\tby {o.received_hostname} (envelope-from <{self.mailfrom}>)"
+                + f"\r\n\tby {o.received_hostname} (envelope-from <{self.mailfrom_sent}>)"
                 + f"\r\n\t({BANNER_VERSION}) with {proto}"
                 + f"\r\n\tid {self.batch_id}; {email.utils.formatdate(now, localtime=True)}")
 
