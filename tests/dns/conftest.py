@@ -42,7 +42,8 @@ ZONE_ARGS = [
     "--mx-host=loop.test,lo.loop.test,10", "--host-record=lo.loop.test,127.0.0.1",
     "--mx-host=mixed.test,lo.loop.test,10", "--mx-host=mixed.test,mxa.mx.test,20",
     # smarthosts for Gateway / Routes
-    "--mx-host=smarthost.test,relay.smarthost.test,5", "--host-record=relay.smarthost.test,10.0.4.1",
+    "--mx-host=smarthost.test,relay.smarthost.test,5",
+    "--host-record=relay.smarthost.test,10.0.4.1",
     "--host-record=plainhost.test,10.0.4.2", "--host-record=backup.test,10.0.4.3",
     # coalescing, TXT, PTR, CNAME
     "--host-record=coal.test,10.0.5.1", "--host-record=clamp.test,10.0.5.2",
@@ -50,7 +51,8 @@ ZONE_ARGS = [
     "--txt-record=txt.test,first", "--txt-record=txt.test,second",
     "--ptr-record=1.1.0.10.in-addr.arpa,mxa.mx.test",
     "--cname=alias.test,mxa.mx.test",
-] + [f"--txt-record=big.test,record-{i:02d}-padding-padding-padding-padding" for i in range(BIG_TXT)]
+] + [f"--txt-record=big.test,record-{i:02d}-padding-padding-padding-padding"
+      for i in range(BIG_TXT)]
 
 
 def free_udp_port() -> int:

@@ -133,8 +133,13 @@ def s_failures(p):
         gevent.joinall(jobs, timeout=10)
         many = time.monotonic() - t0
         ticks = []
-        tick = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.05)) for _ in range(8)])
-        dead.lookup("ticking.test", "A")
+
+        def ticker():
+            for _ in range(8):
+                gevent.sleep(0.05)
+                ticks.append(time.monotonic())
+        tick = gevent.spawn(ticker)
+        dead.lookup("ticking.test", "A")      # 0.6 s: the ticker must run meanwhile
         tick.join(timeout=2)
         # two servers: the first is silent, the second answers
         both = Resolver(nameservers=[f"127.0.0.1#{silent.getsockname()[1]}",
@@ -312,7 +317,8 @@ def s_stub_routes(p):
             out[label]["seconds"] = time.monotonic() - t0
         # after a partial route the slow lookup finishes in the background
         gevent.sleep(1.5)
-        out["after_background"] = rres(R.route(r, "partial.stub", options({"fully_resolve": False})))
+        again = R.route(r, "partial.stub", options({"fully_resolve": False}))
+        out["after_background"] = rres(again)
         out["queries"] = stub.queries
         return out
     finally:
