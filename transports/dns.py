@@ -22,18 +22,22 @@ console's `X` / `X_AAAA` types) clamps it into [min_dns_ttl, max_dns_ttl]; the p
 (Lua, DKIM, the console's A/MX/...) uses the server's TTL, as max_dns_ttl's page requires.
 Negative answers (NXDOMAIN, NODATA) are cached for the SOA minimum (RFC 2308; dnspython's
 300 s when the answer has no SOA), clamped the same way. Transient failures (SERVFAIL,
-REFUSED, timeouts, truncated answers without TCP) are never cached.
+REFUSED, timeouts) are never cached. Queries carry EDNS0 with a 1232-byte payload; a
+truncated UDP answer is retried over TCP only with `dns_fallback_to_tcp`, otherwise the
+records that fitted are used (none fitted: SERVFAIL).
 
 resolv.conf: `nameserver`, `options timeout:N attempts:N` (and Momentum's aliases
 `retrans:N`, `retry:N`), `search`, `domain`, `sortlist`, `lookup`. resolv.conf(5) has no port
 syntax; ecmta also accepts `nameserver 127.0.0.1#5353`, `nameserver 127.0.0.1:5353`,
 `nameserver [::1]:5353` and `nameserver ::1#5353` (a bare IPv6 address means port 53).
-Search domains are read but not applied: mail domains are always fully qualified.
+`search`, `domain`, `sortlist` and `lookup` are read but not applied: mail domains are
+always fully qualified, and the hosts file is not consulted.
 
 How it fails: lookups never raise for DNS conditions; they return a `DnsResult` whose
 `status` names the condition. A `resolv_conf` that cannot be read raises `OSError` at
 construction (a config problem the daemon reports); a missing /etc/resolv.conf falls back
-to 127.0.0.1:53 as libc does.
+to 127.0.0.1:53 as libc does. An unknown record type raises ValueError (a caller bug). A
+failing purge is written to the paniclog (subsystem "dns") and purging goes on.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ import dns.rcode
 import dns.rdatatype
 import gevent
 from gevent.event import AsyncResult
+
+from ecmta.loggers.panic import panic
 
 DEFAULT_RESOLV_CONF = "/etc/resolv.conf"
 DEFAULT_TIMEOUT = 5.0          # resolv.conf(5) defaults
@@ -368,7 +374,10 @@ class Resolver:
     def _purge_loop(self) -> None:
         while True:
             gevent.sleep(max(0.05, self.purge_interval))
-            self.purge()
+            try:
+                self.purge()
+            except Exception as exc:       # a broken hook must not end the purging
+                panic(f"DNS cache purge failed: {exc!r}", subsystem="dns")
 
     def purge(self) -> int:
         """Drop entries stale in both views and held by no one; returns how many."""
@@ -401,15 +410,6 @@ class Resolver:
                 self.counters["hits"] += 1
                 return hit
         return self._coalesced(key, delivery, counted=use_cache)
-
-    def a(self, name: str, delivery: bool = True) -> DnsResult:
-        return self.lookup(name, "A", delivery=delivery)
-
-    def aaaa(self, name: str, delivery: bool = True) -> DnsResult:
-        return self.lookup(name, "AAAA", delivery=delivery)
-
-    def mx(self, name: str, delivery: bool = True) -> DnsResult:
-        return self.lookup(name, "MX", delivery=delivery)
 
     def submit(self, name: str, rtype: str = "A", *, delivery: bool = False,
                use_cache: bool = True) -> gevent.Greenlet:
