@@ -277,7 +277,8 @@ def parse_route(item: str) -> RouteItem:
     lookup = (q.get("type", ["a"])[-1] or "a").lower()
     if lookup not in ("a", "mx"):
         raise ValueError(f"route {item!r}: type must be mx or a")
-    port = num("port") or hp.port
+    port = num("port")
+    port = hp.port if port is None else port
     if port is not None and not 0 < port < 65536:
         raise ValueError(f"route {item!r}: bad port")
     return RouteItem("ip" if hp.ip else "host", hp.host, hp.ip, port, num("pref"), num("ttl"),
@@ -648,8 +649,12 @@ def apply_host_filters(result: RouteResult, opts: RouteOptions) -> RouteResult:
     """prohibited_hosts and skip_hosts on a successful result (pure)."""
     if not result.ok or not (opts.prohibited or opts.skip):
         return result
-    prohibited = parse_networks(tuple(opts.prohibited))
-    skip = parse_networks(tuple(opts.skip))
+    try:
+        prohibited = parse_networks(tuple(opts.prohibited))
+        skip = parse_networks(tuple(opts.skip))
+    except ValueError as exc:       # a config problem: hold the mail, say why
+        return failure(NO_VALID_HOSTS, source=result.source, dns_keys=result.dns_keys,
+                       detail=f"prohibited_hosts/skip_hosts: {exc}")
     bad = [t for t in result.targets if address_in(t.ip, prohibited)]
     if bad and opts.prohibited_fails_domain:
         return failure(PROHIBITED, permanent=True, source=result.source, mxs=result.mxs,

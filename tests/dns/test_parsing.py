@@ -141,6 +141,7 @@ def test_parse_route_items():
     ("smtp://1.2.3.4?pref=high", "pref must be a number"),
     ("smtp://1.2.3.4?type=srv", "type must be mx or a"),
     ("smtp://1.2.3.4?port=70000", "bad port"),
+    ("smtp://1.2.3.4?port=0", "bad port"),
 ])
 def test_parse_route_rejects(text, msg):
     with pytest.raises(ValueError, match=msg):
@@ -253,6 +254,12 @@ def test_skip_hosts_drop_only_those_addresses():
     res = R.apply_host_filters(_routed("10.0.0.1"), opts)
     assert (res.error_code, res.permanent) == (451, False)
     assert res.detail == "every host is in skip_hosts"
+
+
+def test_bad_host_list_holds_mail_instead_of_raising():
+    res = R.apply_host_filters(_routed("10.0.0.1"), RouteOptions(skip=("ten.zero",)))
+    assert (res.error_code, res.permanent) == (451, False)
+    assert "'ten.zero' is not an IP address" in res.detail
 
 
 def test_filters_leave_failures_alone():
