@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 from ecmta.tests.harness import free_port
-from ecmta.tests.reception.helpers import (EXTENSIONS, ID_RE, Shared, ctx_pairs, local_port,
+from ecmta.tests.reception.helpers import (ID_RE, Shared, ctx_pairs, local_port,
                                            message, queue_id, start_mta, wait_for)
 
 EHLO_ALL = ["mx.ecmta.test says EHLO to 127.0.0.1", "ENHANCEDSTATUSCODES", "PIPELINING",

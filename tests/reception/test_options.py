@@ -30,7 +30,7 @@ import time
 import pytest
 
 from ecmta.tests.harness import free_port
-from ecmta.tests.reception.helpers import (EXTENSIONS, Shared, local_port, message, queue_id,
+from ecmta.tests.reception.helpers import (Shared, local_port, message, queue_id,
                                            start_mta, wait_for)
 
 PATHWAYS = """

@@ -25,7 +25,7 @@ import pytest
 
 from ecmta.actors.smtp_auth import add_user
 from ecmta.tests.harness import free_port
-from ecmta.tests.reception.helpers import (EXTENSIONS, Shared, auth_plain, b64, cram_response,
+from ecmta.tests.reception.helpers import (EXTENSIONS, Shared, auth_plain, cram_response,
                                            ctx_pairs, local_port, message, queue_id, start_mta,
                                            wait_for)
 
@@ -36,7 +36,7 @@ EXT = EXTENSIONS + ' "STARTTLS" "AUTH PLAIN LOGIN CRAM-MD5"'
 @pytest.fixture(scope="module")
 def tx(certs):
     shared = Shared()
-    digest = hashlib.md5(f"dave:ecmta:dpass".encode()).hexdigest()
+    digest = hashlib.md5(b"dave:ecmta:dpass").hexdigest()
     ports = {k: free_port() for k in ("ssl", "files", "verify", "strict", "notls")}
     try:
         m = start_mta(
