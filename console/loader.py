@@ -14,6 +14,9 @@ COMMAND_MODULES = (
     "ecmta.console.cmd_core",
     "ecmta.console.cmd_threads",
     "ecmta.console.cmd_config",
+    "ecmta.console.cmd_dns",
+    "ecmta.console.cmd_inbound",
+    "ecmta.console.cmd_queue",
 )
 
 
