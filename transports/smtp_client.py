@@ -254,9 +254,10 @@ class UpgradeTLS(Event):
 
 @dataclass(slots=True)
 class TransactionDone(Event):
-    """Every recipient of the transaction has its outcome (Transaction order)."""
+    """Every recipient of `transaction` has its outcome (in Transaction order)."""
 
     outcomes: list
+    transaction: Transaction | None = None
 
 
 @dataclass(slots=True)
@@ -387,20 +388,45 @@ _KINDS = {
 }
 
 
+class _Txn:
+    """A transaction in the machine: its outcomes so far and how many of its commands
+    and replies are still outstanding (`inflight`; 0 = finished)."""
+
+    __slots__ = ("t", "rcpts", "outcomes", "accepted", "mark", "end", "body", "payload",
+                 "inflight")
+
+    def __init__(self, t: Transaction, body: bytes, mark: int) -> None:
+        self.t = t
+        self.rcpts = [r[0] for r in t.recipients]
+        self.outcomes: list = [None] * len(self.rcpts)
+        self.accepted: list[int] = []
+        self.mark = mark
+        self.end = -1                      # bytes_out when its body was written
+        self.body = body
+        self.payload = b""                 # the DATA content, written after 354
+        self.inflight = 0
+
+    def sent(self, now: int) -> int:
+        return (self.end if self.end >= 0 else now) - self.mark
+
+
 class _Exp:
-    """One reply we wait for: its kind, handler and the recipient index it concerns."""
+    """One reply we wait for: its kind, handler, the transaction it belongs to (None for
+    session commands) and an argument (a recipient index, the HELO verb...)."""
 
-    __slots__ = ("kind", "handler", "arg")
+    __slots__ = ("kind", "handler", "txn", "arg")
 
-    def __init__(self, kind: int, handler: Callable, arg=None) -> None:
+    def __init__(self, kind: int, handler: Callable, txn: _Txn | None, arg=None) -> None:
         self.kind = kind
         self.handler = handler
+        self.txn = txn
         self.arg = arg
 
 
 class _Step:
     """A command not written yet. `pipelinable`: may join a PIPELINING group; `barrier`:
-    nothing may be written after it before its reply (DATA, BDAT, EHLO, STARTTLS...)."""
+    nothing may be written after it before its reply (DATA, EHLO, STARTTLS...);
+    `payload`: DATA/BDAT, skipped when no recipient was accepted."""
 
     __slots__ = ("data", "exp", "pipelinable", "barrier", "payload")
 
@@ -413,29 +439,12 @@ class _Step:
         self.payload = payload
 
 
-class _Txn:
-    __slots__ = ("t", "rcpts", "outcomes", "accepted", "mark", "body", "mail_ok",
-                 "pending_body", "confirmations")
-
-    def __init__(self, t: Transaction, mark: int) -> None:
-        self.t = t
-        self.rcpts = [r[0] for r in t.recipients]
-        self.outcomes: list = [None] * len(self.rcpts)
-        self.accepted: list[int] = []
-        self.mark = mark
-        self.body = b""
-        self.mail_ok = False
-        self.pending_body = b""
-        self.confirmations = 0
-
-
 _SETUP, _TLS, _READY, _TXN, _QUITTING, _CLOSED = range(6)
 
 
 def _sanitize(text: str, limit: int = 80) -> str:
-    """A log-safe excerpt of hostile input: printable, quoted-free, bounded."""
-    text = "".join(c if c.isprintable() and c != '"' else "?" for c in text[:limit])
-    return text
+    """A log-safe excerpt of hostile input: printable, without quotes, bounded."""
+    return "".join(c if c.isprintable() and c != '"' else "?" for c in text[:limit])
 
 
 # --- the machine ---------------------------------------------------------------------------
@@ -473,10 +482,12 @@ class SMTPClient:
         self._last_barrier = True
         self._pipelining = False
         self._state = _SETUP
-        self._txn: _Txn | None = None
+        self._txn: _Txn | None = None      # the transaction whose commands are being built
+        self._active: deque = deque()      # started, not finished, in order
+        self._queued: deque = deque()      # submitted, not started
         self._dirty = False                # a MAIL FROM is open on the server
         self._xclient_sent: str | None = None
-        self._expect.append(_Exp(_BANNER, self._on_banner))
+        self._expect.append(_Exp(_BANNER, self._on_banner, None))
 
     # ----- public API -------------------------------------------------------------------
 
@@ -519,27 +530,27 @@ class SMTPClient:
             return NEED_DATA
 
     def send_mail(self, txn: Transaction, body: bytes) -> None:
-        """Start a transaction (only when idle). `body` is the loaded message."""
-        if self._state != _READY:
-            raise SMTPClientError("send_mail() while the session is not idle")
+        """Submit a transaction with its loaded body. When idle it starts at once; while
+        transactions are in flight it queues, and with PIPELINING its envelope follows
+        the previous body in the same write (RFC 2920 3.1). Each one ends with its own
+        TransactionDone."""
+        if self._state not in (_READY, _TXN):
+            raise SMTPClientError("send_mail() while the session is not ready")
         limit = self.opts.max_recipients_per_batch
         if not txn.recipients:
             raise SMTPClientError("a transaction needs at least one recipient")
         if limit and len(txn.recipients) > limit:
             raise SMTPClientError(f"{len(txn.recipients)} recipients exceed "
                                   f"max_recipients_per_batch {limit}; split the batch")
-        self._txn = _Txn(txn, self.bytes_out if self.transactions else 0)
-        self._txn.body = body
-        self.transactions += 1
-        self._state = _TXN
-        self._txn_start()
+        self._queued.append(_Txn(txn, body, -1))
+        self._advance()
 
     def quit(self) -> None:
         """Say QUIT (when idle); CLOSED follows the reply, EOF or a timeout."""
         if self._state == _READY:
             self._state = _QUITTING
             self._write(b"QUIT\r\n")
-            self._expect.append(_Exp(_QUIT, self._on_quit))
+            self._expect.append(_Exp(_QUIT, self._on_quit, None))
         elif self._state != _CLOSED:
             self._close()
 
@@ -619,24 +630,59 @@ class SMTPClient:
         self._todo.clear()
         self._forget_input()
 
-    def _emit(self) -> None:
-        """Write the queued commands the pipelining rules allow now."""
-        todo, expect = self._todo, self._expect
-        pipe = self._pipelining
-        while todo:
-            step = todo[0]
-            if expect and not (pipe and step.pipelinable and not self._last_barrier):
-                return
-            todo.popleft()
-            if step.payload and not pipe and self._txn is not None and not self._txn.accepted:
-                continue                   # every RCPT failed: no DATA (RFC 5321 3.3)
-            self._write(step.data)
-            expect.append(step.exp)
-            self._last_barrier = step.barrier
-
     def _queue(self, data: bytes, kind: int, handler: Callable, arg=None, *,
-               pipelinable: bool = False, barrier: bool = True, payload: bool = False) -> None:
-        self._todo.append(_Step(data, _Exp(kind, handler, arg), pipelinable, barrier, payload))
+               txn: _Txn | None = None, pipelinable: bool = False, barrier: bool = True,
+               payload: bool = False) -> None:
+        if txn is not None:
+            txn.inflight += 1
+        self._todo.append(_Step(data, _Exp(kind, handler, txn, arg), pipelinable, barrier,
+                                payload))
+
+    def _expect_reply(self, kind: int, handler: Callable, txn: _Txn, arg=None) -> None:
+        txn.inflight += 1
+        self._expect.append(_Exp(kind, handler, txn, arg))
+
+    def _emit(self) -> bool:
+        """Write the queued commands the pipelining rules allow now, chaining queued
+        transactions behind written bodies. True when a transaction ended here."""
+        todo, expect = self._todo, self._expect
+        while True:
+            pipe = self._pipelining
+            while todo:
+                step = todo[0]
+                if expect and not (pipe and step.pipelinable and not self._last_barrier):
+                    return False
+                todo.popleft()
+                tx = step.exp.txn
+                if step.payload and not pipe and not tx.accepted:
+                    tx.inflight -= 1       # every RCPT failed: no DATA (RFC 5321 3.3)
+                    if tx.inflight == 0:
+                        self._complete(tx)
+                        return True
+                    continue
+                self._write(step.data)
+                expect.append(step.exp)
+                self._last_barrier = step.barrier
+                if step.payload and step.exp.kind == _BODY:    # BDAT LAST: the body is out
+                    tx.end = self.bytes_out
+            if not self._can_chain():
+                return False
+            self._start(self._queued.popleft(), chained=True)
+
+    def _can_chain(self) -> bool:
+        """RFC 2920 3.1: message content may open a group, so once the last body is
+        written the next envelope may follow without waiting. The transaction ends with
+        the body's reply whatever it says: no RSET is needed. Never with XCLIENT (it
+        resets the session per message)."""
+        return bool(self._queued) and self._pipelining and self._state == _TXN \
+            and bool(self._active) and self._active[-1].end >= 0 and not self._todo \
+            and (self.opts.xclient or "no").lower() == "no"
+
+    def _discard_todo(self) -> None:
+        for step in self._todo:
+            if step.exp.txn is not None:
+                step.exp.txn.inflight -= 1
+        self._todo.clear()
 
     def _io_failure(self, how: str) -> Failure:
         """`no X response` / `send X failed` / `connection closed` for the awaited reply."""
@@ -655,10 +701,13 @@ class SMTPClient:
         return failure(f"451 4.4.2 [internal] no {what} response", wait_stage)
 
     def _fail_session(self, fail: Failure, *, quit: bool) -> None:
-        """End the session: outstanding recipients (or the set-up) get `fail`."""
+        """End the session: every unfinished transaction (or the set-up) gets `fail`."""
         self.closed_reason = fail.text
-        if self._txn is not None:
-            self._fail_outstanding(fail)
+        if self._active or self._queued:
+            for tx in list(self._active) + list(self._queued):
+                self._set_all(tx, fail)
+                self._complete(tx)
+            self._queued.clear()
         elif self._state in (_SETUP, _TLS, _READY):
             self._events.append(SessionFailed(fail))
         self._close()
@@ -694,11 +743,14 @@ class SMTPClient:
         if not self._expect:
             return self._unsolicited(code, lines)
         exp = self._expect.popleft()
+        tx = exp.txn
+        if tx is not None:
+            tx.inflight -= 1
         exp.handler(exp, code, lines)
         if self._state != _CLOSED:
-            self._emit()
-            if self._state == _TXN and not self._expect and not self._todo:
-                self._finish()
+            if tx is not None and tx.inflight == 0 and tx in self._active:
+                self._complete(tx)
+            self._advance()
         return True
 
     def _take_reply(self):
@@ -751,6 +803,12 @@ class SMTPClient:
         self._close()
         return True
 
+    def _invalid(self, exp: _Exp, lines: list) -> None:
+        what, _, _, stage = _KINDS[exp.kind]
+        excerpt = _sanitize(_text(lines))
+        self._fail_session(failure(f'451 4.4.2 [internal] invalid {what} response: '
+                                   f'"{excerpt}"', stage), quit=False)
+
     # ----- session set-up -----------------------------------------------------------------
 
     def _on_banner(self, exp: _Exp, code: int, lines: list) -> None:
@@ -767,7 +825,9 @@ class SMTPClient:
         self.capabilities = {}
         self.size_limit = 0
         self._pipelining = False
-        self._queue(f"{verb} {host}\r\n".encode("ascii"), _HELLO, self._on_hello, verb)
+        txn = self._txn if self._state == _TXN else None        # EHLO after XCLIENT
+        self._queue(f"{verb} {host}\r\n".encode("ascii"), _HELLO, self._on_hello, verb,
+                    txn=txn)
         self._emit()
 
     def _on_hello(self, exp: _Exp, code: int, lines: list) -> None:
@@ -798,7 +858,7 @@ class SMTPClient:
 
     def _after_hello(self) -> None:
         if self._state == _TXN:                        # EHLO after XCLIENT
-            return self._txn_envelope()
+            return self._txn_envelope(self._txn, self._dirty)
         mode = (self.opts.tls or "no").lower()
         if mode in ("ifavailable", "required") and not self.tls and not self.tls_declined:
             if "STARTTLS" in self.capabilities:
@@ -825,24 +885,46 @@ class SMTPClient:
     def _on_quit(self, exp: _Exp, code: int, lines: list) -> None:
         self._close()
 
-    # ----- the transaction ----------------------------------------------------------------
+    # ----- transactions ---------------------------------------------------------------------
 
-    def _txn_start(self) -> None:
+    def _advance(self) -> None:
+        """Start queued transactions once nothing is in flight (idle when none is left),
+        then write what may be written."""
+        while True:
+            while not self._active and self._queued and self._state in (_READY, _TXN):
+                self._start(self._queued.popleft())
+            if not self._active and self._state == _TXN:
+                self._state = _READY
+            if not self._emit():
+                return
+
+    def _start(self, tx: _Txn, *, chained: bool = False) -> None:
+        """Queue a transaction's first commands (the caller emits them)."""
+        tx.mark = self.bytes_out if self.transactions else 0   # the first pays the set-up
+        self.transactions += 1
+        self._state = _TXN
+        self._txn = tx
+        self._active.append(tx)
+        if chained:
+            return self._txn_envelope(tx, rset=False)
+        self._txn_start(tx)
+
+    def _txn_start(self, tx: _Txn) -> None:
         """XCLIENT first when configured, then the envelope."""
         mode = (self.opts.xclient or "no").lower()
-        t = self._txn.t
+        t = tx.t
         if mode in ("ifavailable", "required"):
             if "XCLIENT" not in self.capabilities:
                 if mode == "required":
-                    return self._fail_all(failure(XCLIENT_NOT_OFFERED, ST_AFTER_EHLO))
+                    return self._fail_all(tx, failure(XCLIENT_NOT_OFFERED, ST_AFTER_EHLO))
             elif t.xclient:
                 line = self._xclient_line(t.xclient)
                 if line and line != self._xclient_sent:
                     if self._dirty:                    # XCLIENT is refused inside MAIL
-                        self._queue(b"RSET\r\n", _RSET, self._on_rset)
-                    self._queue(line.encode("ascii"), _XCLIENT, self._on_xclient, line)
-                    return self._emit()
-        self._txn_envelope()
+                        self._queue(b"RSET\r\n", _RSET, self._on_rset, txn=tx)
+                    return self._queue(line.encode("ascii"), _XCLIENT, self._on_xclient,
+                                       line, txn=tx)
+        self._txn_envelope(tx, self._dirty)
 
     def _xclient_line(self, attrs: dict) -> str:
         offered = set(self.capabilities.get("XCLIENT", "").upper().split())
@@ -860,6 +942,7 @@ class SMTPClient:
         return f"XCLIENT {' '.join(parts)}\r\n" if parts else ""
 
     def _on_xclient(self, exp: _Exp, code: int, lines: list) -> None:
+        tx = exp.txn
         if code // 100 == 2:
             self._xclient_sent = exp.arg
             self._dirty = False                    # XCLIENT resets the session
@@ -868,12 +951,11 @@ class SMTPClient:
         if code == 421:
             return self._fail_session(_reply_failure(code, text, ST_XCLIENT), quit=False)
         if (self.opts.xclient or "").lower() == "required":
-            return self._fail_all(Failure(TRANSIENT, code, text, ST_XCLIENT))
-        self._txn_envelope()                       # ifavailable: send without XCLIENT
+            return self._set_all(tx, Failure(TRANSIENT, code, text, ST_XCLIENT))
+        self._txn_envelope(tx, self._dirty)        # ifavailable: send without XCLIENT
 
-    def _txn_envelope(self) -> None:
+    def _txn_envelope(self, tx: _Txn, rset: bool) -> None:
         """Checks that need the peer's extensions, then MAIL, RCPTs and DATA/BDAT."""
-        tx = self._txn
         t = tx.t
         caps = self.capabilities
         body = tx.body
@@ -881,7 +963,7 @@ class SMTPClient:
         need_utf8 = not t.mailfrom.isascii() or \
             (t.smtputf8 and not header_block(body).isascii())
         if need_utf8 and not utf8:
-            return self._fail_all(failure(SMTPUTF8_NOT_OFFERED, ST_AFTER_EHLO))
+            return self._fail_all(tx, failure(SMTPUTF8_NOT_OFFERED, ST_AFTER_EHLO))
         eight = t.eight_bit if t.eight_bit is not None else not body.isascii()
         params = ""
         if eight:
@@ -891,9 +973,9 @@ class SMTPClient:
             else:
                 body = downgrade_8bit(body, self.opts.transform_8bitmime_content)
                 if body is None:
-                    return self._fail_all(failure(EIGHTBIT_UNCONVERTIBLE, ST_AFTER_EHLO))
+                    return self._fail_all(tx, failure(EIGHTBIT_UNCONVERTIBLE, ST_AFTER_EHLO))
+        tx.body = b""                                  # keep one copy only: the payload
         bdat = self.opts.chunking and "CHUNKING" in caps
-        payload = (b"BDAT %d LAST\r\n" % len(body) + body) if bdat else dot_stuff(body)
         if "SIZE" in caps:
             params = f" SIZE={len(body)}" + params
         dsn = "DSN" in caps
@@ -901,29 +983,30 @@ class SMTPClient:
             params += f" RET={t.ret.upper()}"
         if dsn and t.envid:
             params += f" ENVID={xtext_encode(t.envid)}"
-        any_utf8 = need_utf8 or not all(r.isascii() for r in tx.rcpts)
-        if utf8 and any_utf8:
+        if utf8 and (need_utf8 or not all(r.isascii() for r in tx.rcpts)):
             params += " SMTPUTF8"
         mail = f"MAIL FROM:<{t.mailfrom}>{params}\r\n"
         if len(mail) > MAX_COMMAND or not _clean(t.mailfrom):
-            return self._fail_all(failure(MAIL_TOO_LONG, ST_MAIL))
+            return self._fail_all(tx, failure(MAIL_TOO_LONG, ST_MAIL))
         rcpt_lines = self._rcpt_lines(tx, dsn, utf8)
-        if all(o is not None for o in tx.outcomes):
-            return self._finish()
-        tx.pending_body = payload
-        if self._dirty:
-            self._queue(b"RSET\r\n", _RSET, self._on_rset, pipelinable=True, barrier=False)
-        self._queue(mail.encode("utf-8"), _MAIL, self._on_mail, pipelinable=True,
+        if not rcpt_lines:                     # every recipient already has its outcome
+            return self._fail_all(tx, failure(UNKNOWN_STATE, ST_UNKNOWN))
+        if rset:
+            self._queue(b"RSET\r\n", _RSET, self._on_rset, txn=tx, pipelinable=True,
+                        barrier=False)
+        self._queue(mail.encode("utf-8"), _MAIL, self._on_mail, txn=tx, pipelinable=True,
                     barrier=False)
         for i, line in rcpt_lines:
-            self._queue(line, _RCPT, self._on_rcpt, i, pipelinable=True, barrier=False)
+            self._queue(line, _RCPT, self._on_rcpt, i, txn=tx, pipelinable=True,
+                        barrier=False)
         if bdat:
-            self._queue(payload, _BODY, self._on_bdat, None, pipelinable=True, barrier=True,
-                        payload=True)
+            # The chunk goes with the envelope; the transaction ends with its reply.
+            self._queue(b"BDAT %d LAST\r\n" % len(body) + body, _BODY, self._on_bdat,
+                        txn=tx, pipelinable=True, barrier=False, payload=True)
         else:
-            self._queue(b"DATA\r\n", _DATA, self._on_data, pipelinable=True, barrier=True,
-                        payload=True)
-        self._emit()
+            tx.payload = dot_stuff(body)
+            self._queue(b"DATA\r\n", _DATA, self._on_data, txn=tx, pipelinable=True,
+                        barrier=True, payload=True)
 
     def _rcpt_lines(self, tx: _Txn, dsn: bool, utf8: bool) -> list:
         out = []
@@ -954,21 +1037,19 @@ class SMTPClient:
         self._fail_session(Failure(TRANSIENT, code, _text(lines), ST_RSET), quit=code != 421)
 
     def _on_mail(self, exp: _Exp, code: int, lines: list) -> None:
-        tx = self._txn
         if code // 100 == 2:
-            tx.mail_ok = True
             self._dirty = True
             return
         if code == 421:
             return self._fail_session(_reply_failure(code, _text(lines), ST_MAIL), quit=False)
         if code // 100 == 3:
             return self._invalid(exp, lines)
-        self._set_all(_reply_failure(code, _text(lines), ST_MAIL))
+        self._set_all(exp.txn, _reply_failure(code, _text(lines), ST_MAIL))
         if not self._pipelining:
-            self._todo.clear()
+            self._discard_todo()
 
     def _on_rcpt(self, exp: _Exp, code: int, lines: list) -> None:
-        tx = self._txn
+        tx = exp.txn
         i = exp.arg
         if tx.outcomes[i] is not None:
             return                                  # MAIL failed: the reply is moot
@@ -980,20 +1061,22 @@ class SMTPClient:
         if code // 100 == 3:
             return self._invalid(exp, lines)
         tx.outcomes[i] = _reply_failure(code, _text(lines), ST_RCPT).outcome(
-            tx.rcpts[i], self.bytes_out - tx.mark)
+            tx.rcpts[i], tx.sent(self.bytes_out))
 
     def _on_data(self, exp: _Exp, code: int, lines: list) -> None:
-        tx = self._txn
+        tx = exp.txn
         if code == 354:
             if not tx.accepted:
                 # RFC 2920 3.1: a 354 with no valid recipient gets an empty message.
                 self._write(b".\r\n")
-                self._expect.append(_Exp(_BODY, self._on_moot))
+                self._expect_reply(_BODY, self._on_moot, tx)
                 return
-            self._write(tx.pending_body)
-            tx.pending_body = b""
+            self._write(tx.payload)
+            tx.payload = b""
+            tx.end = self.bytes_out
             for i in (tx.accepted if self.lmtp else (None,)):
-                self._expect.append(_Exp(_BODY, self._on_confirm, i))
+                self._expect_reply(_BODY, self._on_confirm, tx, i)
+            self._last_barrier = False             # the body may open the next group
             return
         if code == 421:
             return self._fail_session(_reply_failure(code, _text(lines), ST_DATA), quit=False)
@@ -1001,68 +1084,58 @@ class SMTPClient:
             return self._invalid(exp, lines)
         fail = _reply_failure(code, _text(lines), ST_DATA)
         for i in tx.accepted:
-            tx.outcomes[i] = fail.outcome(tx.rcpts[i], self.bytes_out - tx.mark)
+            tx.outcomes[i] = fail.outcome(tx.rcpts[i], tx.sent(self.bytes_out))
 
     def _on_bdat(self, exp: _Exp, code: int, lines: list) -> None:
         """The reply to BDAT LAST: the confirmation (LMTP: the first recipient's)."""
-        tx = self._txn
+        tx = exp.txn
         if not tx.accepted:
-            self._dirty = False if code // 100 == 2 else self._dirty
+            if code // 100 == 2:
+                self._dirty = False
             return
         if self.lmtp:
             for i in tx.accepted[1:]:
-                self._expect.append(_Exp(_BODY, self._on_confirm, i))
+                self._expect_reply(_BODY, self._on_confirm, tx, i)
             exp.arg = tx.accepted[0]
         self._on_confirm(exp, code, lines)
 
     def _on_confirm(self, exp: _Exp, code: int, lines: list) -> None:
-        tx = self._txn
+        tx = exp.txn
         if code // 100 == 3:
             return self._invalid(exp, lines)
-        text = _text(lines)
         self._dirty = False
-        stage = ST_CONFIRM
-        fail = Failure(_status(code), code, text, stage)
-        targets = tx.accepted if exp.arg is None else (exp.arg,)
-        for i in targets:
-            tx.outcomes[i] = fail.outcome(tx.rcpts[i], self.bytes_out - tx.mark)
+        fail = Failure(_status(code), code, _text(lines), ST_CONFIRM)
+        n = tx.sent(self.bytes_out)
+        for i in (tx.accepted if exp.arg is None else (exp.arg,)):
+            tx.outcomes[i] = fail.outcome(tx.rcpts[i], n)
         if code == 421:
             self._fail_session(fail, quit=False)
 
     def _on_moot(self, exp: _Exp, code: int, lines: list) -> None:
         self._dirty = False
 
-    def _invalid(self, exp: _Exp, lines: list) -> None:
-        what, _, _, stage = _KINDS[exp.kind]
-        excerpt = _sanitize(_text(lines))
-        self._fail_session(failure(f'451 4.4.2 [internal] invalid {what} response: '
-                                   f'"{excerpt}"', stage), quit=False)
-
-    def _set_all(self, fail: Failure) -> None:
-        tx = self._txn
-        n = self.bytes_out - tx.mark
+    def _set_all(self, tx: _Txn, fail: Failure) -> None:
+        n = tx.sent(self.bytes_out) if tx.mark >= 0 else 0
         for i, o in enumerate(tx.outcomes):
             if o is None:
                 tx.outcomes[i] = fail.outcome(tx.rcpts[i], n)
 
-    def _fail_all(self, fail: Failure) -> None:
-        """Fail the outstanding recipients before anything was sent; stay idle."""
-        self._set_all(fail)
-        self._finish()
+    def _fail_all(self, tx: _Txn, fail: Failure) -> None:
+        """Fail what is left of a transaction before its envelope went out."""
+        self._set_all(tx, fail)
+        if tx.inflight == 0:
+            self._complete(tx)
 
-    def _fail_outstanding(self, fail: Failure) -> None:
-        self._set_all(fail)
-        tx = self._txn
-        self._txn = None
-        self._events.append(TransactionDone(tx.outcomes))
-
-    def _finish(self) -> None:
-        tx = self._txn
-        self._set_all(failure(UNKNOWN_STATE, ST_UNKNOWN))   # defensive: never happens
-        self._txn = None
-        self._todo.clear()
-        self._state = _READY
-        self._events.append(TransactionDone(tx.outcomes))
+    def _complete(self, tx: _Txn) -> None:
+        self._set_all(tx, failure(UNKNOWN_STATE, ST_UNKNOWN))   # defensive: never happens
+        try:
+            self._active.remove(tx)
+        except ValueError:
+            pass
+        if self._txn is tx:
+            self._txn = None
+        tx.body = tx.payload = b""
+        self._events.append(TransactionDone(tx.outcomes, tx.t))
 
 
 class _Garbage(Exception):

@@ -652,12 +652,12 @@ def test_quit_without_reply_still_closes():
     assert s.pump() is CLOSED
 
 
-def test_send_mail_when_not_idle_raises():
+def test_send_mail_before_setup_or_after_close_raises():
     s = Scripted()
     with pytest.raises(SMTPClientError):
         s.cli.send_mail(txn(), BODY)
     s = ready()
-    s.send(txn())
+    s.feed(b"")
     with pytest.raises(SMTPClientError):
         s.cli.send_mail(txn(), BODY)
 
@@ -849,3 +849,118 @@ def test_bdat_all_recipients_refused():
     assert s.last is IDLE and s.done()[0].text == "550 no"
     s.send(txn())
     assert s.take().startswith(b"RSET\r\n")
+
+
+# --- several transactions submitted at once -------------------------------------------------
+
+
+def dones(s: Scripted) -> list:
+    return [e for e in s.events if isinstance(e, C.TransactionDone)]
+
+
+def test_queued_transaction_envelope_follows_the_body():
+    """RFC 2920 3.1: the message content may open a group; the next envelope joins it."""
+    s = ready()
+    t1, t2 = txn("a@example.net"), txn("b@example.net")
+    s.cli.send_mail(t1, BODY)
+    s.cli.send_mail(t2, BODY + b"two\r\n")
+    s.pump()
+    assert s.take() == b"MAIL FROM:<a@example.org>\r\nRCPT TO:<a@example.net>\r\nDATA\r\n"
+    s.feed(OK_GROUP)
+    assert s.take() == (BODY + b".\r\nMAIL FROM:<a@example.org>\r\n"
+                        b"RCPT TO:<b@example.net>\r\nDATA\r\n")
+    s.feed(b"250 2.0.0 first\r\n" + OK_GROUP)
+    assert [d.transaction for d in dones(s)] == [t1]
+    assert s.take() == BODY + b"two\r\n.\r\n"
+    assert s.feed(b"250 2.0.0 second\r\n") is IDLE
+    assert [(d.transaction, d.outcomes[0].text) for d in dones(s)] == [
+        (t1, "250 2.0.0 first"), (t2, "250 2.0.0 second")]
+    assert s.cli.transactions == 2
+
+
+def test_queued_transactions_without_pipelining_run_one_after_the_other():
+    s = ready(EHLO_PLAIN)
+    s.cli.send_mail(txn("a@example.net"), BODY)
+    s.cli.send_mail(txn("b@example.net"), BODY)
+    s.pump()
+    for reply in (b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n"):
+        assert b"b@example.net" not in s.take()
+        s.feed(reply)
+    s.take()
+    s.feed(b"250 done\r\n")
+    assert s.take() == b"MAIL FROM:<a@example.org>\r\n"
+    assert len(dones(s)) == 1
+
+
+def test_chained_transaction_survives_a_refused_body():
+    s = ready()
+    s.cli.send_mail(txn("a@example.net"), BODY)
+    s.cli.send_mail(txn("b@example.net"), BODY)
+    s.pump()
+    s.take()
+    s.feed(OK_GROUP)
+    s.take()
+    s.feed(b"554 5.7.1 spam\r\n" + OK_GROUP)
+    s.take()
+    s.feed(b"250 ok\r\n")
+    assert [d.outcomes[0].status for d in dones(s)] == [PERMANENT, DELIVERED]
+
+
+def test_421_fails_every_queued_transaction():
+    s = ready()
+    for r in ("a@example.net", "b@example.net", "c@example.net"):
+        s.cli.send_mail(txn(r), BODY)
+    s.pump()
+    s.take()
+    s.feed(OK_GROUP)
+    s.take()
+    assert s.feed(b"421 4.3.2 shutting down\r\n") is CLOSED
+    outs = [d.outcomes[0] for d in dones(s)]
+    assert [(o.rcpt, o.code) for o in outs] == [
+        ("a@example.net", 421), ("b@example.net", 421), ("c@example.net", 421)]
+    assert outs[2].bytes_sent == 0                       # never started
+
+
+def test_queued_after_unfinished_transaction_gets_rset():
+    s = ready()
+    s.cli.send_mail(txn("bad@example.net"), BODY)
+    s.cli.send_mail(txn("b@example.net"), BODY)
+    s.pump()
+    s.take()
+    s.feed(b"250 ok\r\n550 no\r\n554 no valid recipients\r\n")
+    assert s.take().startswith(b"RSET\r\nMAIL FROM:")
+    s.feed(b"250 ok\r\n" + OK_GROUP)
+    s.take()
+    s.feed(b"250 ok\r\n")
+    assert [d.outcomes[0].status for d in dones(s)] == [PERMANENT, DELIVERED]
+
+
+def test_precheck_failures_in_a_queue_do_not_stall_it():
+    s = ready(EHLO_PIPE)
+    bad = [txn("x@example.net", sender=f"j\u00f6{i}@example.org") for i in range(50)]
+    for t in bad:
+        s.cli.send_mail(t, BODY)
+    s.cli.send_mail(txn("ok@example.net"), BODY)
+    s.pump()
+    assert len(dones(s)) == 50 and s.take().startswith(b"MAIL FROM:<a@example.org>")
+
+
+def test_bdat_transactions_all_go_in_one_write():
+    s = ready(CHUNK_EHLO, chunking=True)
+    for i in range(3):
+        s.cli.send_mail(txn(f"r{i}@example.net"), b"body %d\r\n" % i)
+    s.pump()
+    out = s.take()
+    assert out.count(b"MAIL FROM") == 3 and out.count(b"BDAT 8 LAST") == 3
+    s.feed(b"250 ok\r\n250 ok\r\n250 q1\r\n" * 3)
+    assert s.last is IDLE and [d.outcomes[0].text for d in dones(s)] == ["250 q1"] * 3
+
+
+def test_no_chaining_when_xclient_is_on():
+    s = ready(XCLIENT_EHLO, xclient="ifavailable")
+    s.cli.send_mail(txn("a@example.net"), BODY)
+    s.cli.send_mail(txn("b@example.net"), BODY)
+    s.pump()
+    s.take()
+    s.feed(OK_GROUP)
+    assert s.take() == BODY + b".\r\n"

@@ -189,3 +189,19 @@ def test_quit_after_work(method):
     link.deliver(txn())
     link.cli.quit()
     assert link.run() is CLOSED and link.server.closed
+
+
+def test_queued_transactions_through_the_server():
+    link = Link(policy=POLICY)
+    link.run()
+    txns = [txn("ok@example.net" if i % 3 else "bad@example.net") for i in range(30)]
+    for i, t in enumerate(txns):
+        link.cli.send_mail(t, BODY + f"n={i}\r\n".encode())
+    assert link.run() is IDLE
+    done = [e for e in link.events if isinstance(e, C.TransactionDone)]
+    assert [d.transaction for d in done] == txns
+    assert [d.outcomes[0].status for d in done] == \
+        [PERMANENT if i % 3 == 0 else DELIVERED for i in range(30)]
+    assert len(link.server.of(DataEnd)) == 20
+    # Body and next envelope share writes: far fewer writes than commands.
+    assert len(link.wire) < 30 * 2
