@@ -274,13 +274,17 @@ class SmtpSession:
 
     def _teardown(self) -> None:
         try:
-            self.svc.engine().end_session(self.vctx)
-        except Exception as exc:
-            panic(f"policy teardown failed for {self.conn_id}: {exc!r}", subsystem="smtp")
-        try:
             self.sock.close()
         except OSError:
             pass
+        try:
+            # validate_dealloc runs for the modules that ran in this session, then the
+            # engine forgets the session (run() ends it; end_session alone skipped dealloc)
+            if self.vctx is not None:
+                self.svc.engine().run("validate_dealloc", self.vctx)
+        except Exception as exc:
+            panic(f"policy teardown failed for {self.conn_id}: {exc!r}", subsystem="smtp")
+            self.svc.engine().end_session(self.vctx)
 
     # -- decisions ----------------------------------------------------------------------
     def _decide(self, ev) -> None:
