@@ -311,6 +311,8 @@ class SmtpSession:
     def _policy_reply(self, result, default=None):
         """(reply, close) a phase result asks for; None reply means the default."""
         if result.reply is None and not result.disconnect:
+            if result.msg_code and result.msg_code[:1] in "45":
+                return _code_reply(result.msg_code), False     # msg:code(4xx/5xx, ...)
             return None, False
         reply = _reply_of(result, default or INTERNAL_ERROR)
         return reply, result.disconnect
@@ -686,6 +688,19 @@ class SmtpSession:
             reply.code, self.last_module, conn, mess, full, peer_ip=self.peer_ip,
             msg_id=m.id if m else "", batch_id=self.batch_id, rcptto=m.rcptto if m else "",
             mailfrom=self.mailfrom or ""))
+
+
+def _code_reply(code: str) -> Reply:
+    """The Reply of a normalised msg:code ("550 text" or "550-a\r\n550 b")."""
+    lines = code.split("\r\n")
+    texts = [ln[4:] for ln in lines]
+    first = Reply.parse(int(lines[0][:3]), texts[0])
+    if first.enhanced:
+        texts = [first.text] + [t[len(first.enhanced) + 1:] if t.startswith(first.enhanced + " ")
+                                else t for t in texts[1:]]
+    else:
+        texts[0] = first.text
+    return Reply(first.code, first.enhanced, "\n".join(texts))
 
 
 def _orcpt(value):
