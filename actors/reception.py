@@ -548,9 +548,7 @@ class SmtpSession:
             if rcpt not in self.vctx.recipients:
                 continue                  # removed by policy before the split
             m = self._message(self.batch_id if i == 0 else new_id(), rcpt, dsn)
-            m.body, m.size, m.received_at = batch.body, batch.size, batch.received_at
-            m.ctx_conn, m.ctx_mess = dict(self.vctx.conn), dict(self.vctx.mess)
-            m.routing_domain = m.rcpt_domain
+            self._from_batch(m, batch)
             outcome = self._each_rcpt(m)
             if outcome is None:
                 instances.append(m)
@@ -560,12 +558,18 @@ class SmtpSession:
         for rcpt in self.vctx.recipients:       # added by policy during data phases
             if all(rcpt != r for r, _ in self.rcpts):
                 m = self._message(new_id(), rcpt)
-                m.body, m.size, m.received_at = batch.body, batch.size, batch.received_at
-                m.ctx_conn, m.ctx_mess = dict(self.vctx.conn), dict(self.vctx.mess)
-                m.routing_domain = m.rcpt_domain
+                self._from_batch(m, batch)
                 if self._each_rcpt(m) is None:
                     instances.append(m)
         return instances, rejected
+
+    def _from_batch(self, m: MailMessage, batch: MailMessage) -> None:
+        """What the batch phases decided for every recipient: content, sender
+        (msg:mailfrom), routing domain (msg:routing_domain in validate_rcptto), contexts."""
+        m.body, m.size, m.received_at = batch.body, batch.size, batch.received_at
+        m.mailfrom = batch.mailfrom
+        m.ctx_conn, m.ctx_mess = dict(self.vctx.conn), dict(self.vctx.mess)
+        m.routing_domain = batch.routing_domain or m.rcpt_domain
 
     def _each_rcpt(self, m: MailMessage):
         r = self._phase("validate_data_spool_each_rcpt", msg=m)
@@ -591,6 +595,8 @@ class SmtpSession:
             m.binding_group = self.svc.group_of(m.binding)
 
     def _commit(self, instances):
+        for m in instances:
+            m.size = len(m.body.data)     # policy may have edited the content since DATA
         try:
             self.svc.spool().commit(instances).get()
         except Exception as exc:
