@@ -118,6 +118,8 @@ class ESMTPService:
         self._buckets: dict = {}
         self._blackhole_cache: tuple = (None, {})
         self._groups: tuple = (None, {})
+        self._members: dict = {}
+        self._rr: dict = {}
 
     # -- what sessions use -------------------------------------------------------------
     def config(self):
@@ -150,7 +152,7 @@ class ESMTPService:
                 cache.clear()
         return hit
 
-    def group_of(self, binding: str) -> str:
+    def _binding_groups(self) -> dict:
         cfg = self.config()
         gen, groups = self._groups
         if gen != cfg.generation:
@@ -160,7 +162,23 @@ class ESMTPService:
                     if child.kind.lower() == "binding":
                         groups[child.name] = g.name
             self._groups = (cfg.generation, groups)
-        return groups.get(binding, "default")
+            self._members = {}
+            for binding, group in groups.items():
+                self._members.setdefault(group, []).append(binding)
+        return groups
+
+    def group_of(self, binding: str) -> str:
+        return self._binding_groups().get(binding, "default")
+
+    def pick_binding(self, group: str) -> str | None:
+        """A binding of `group` for msg:binding_group (round robin), None if it has none."""
+        self._binding_groups()
+        members = self._members.get(group)
+        if not members:
+            return None
+        n = self._rr.get(group, 0)
+        self._rr[group] = n + 1
+        return members[n % len(members)]
 
     def session_counter(self, cidr=None, service=None) -> int:
         # Read directly: a Lua callback must not wait on an ask (docs/design.md §5).

@@ -593,6 +593,9 @@ class SmtpSession:
             m.binding_group = "default"
         if m.binding != DEFAULT_BINDING and m.binding_group == "default":
             m.binding_group = self.svc.group_of(m.binding)
+        elif m.binding_group != "default" and self.svc.group_of(m.binding) != m.binding_group:
+            # msg:binding_group("g") "sets the binding to one in the named binding_group"
+            m.binding = self.svc.pick_binding(m.binding_group) or m.binding
 
     def _commit(self, instances):
         for m in instances:
