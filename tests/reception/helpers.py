@@ -145,12 +145,13 @@ class MTA:
         return self._lines("acctlog.ec")
 
     # -- spool ---------------------------------------------------------------------------
-    def spooled(self) -> list:
+    def spooled(self, base: str | None = None) -> list:
         """Every message in the spool (MailMessage, body loaded as bytes in .body)."""
         from ecmta.actors.spool_store import SpoolReader
-        if not os.path.exists(self.path("spool")):
+        base = base or self.path("spool")
+        if not os.path.exists(base):
             return []
-        reader = SpoolReader(self.path("spool"))
+        reader = SpoolReader(base)
         try:
             out = []
             for m, bad in reader.rows():
