@@ -6,7 +6,15 @@ import time
 
 import pytest
 
-from ecmta.tests.reception.helpers import make_certs, start_mta
+from ecmta.tests.reception.helpers import close_wires, make_certs, start_mta
+
+
+@pytest.fixture
+def daemon_factory(daemon_factory):
+    """The suite's daemon_factory, closing the test's client connections before the daemons
+    stop (an open session would hold a graceful stop for its grace period)."""
+    yield daemon_factory
+    close_wires()
 
 
 @pytest.fixture(scope="session")

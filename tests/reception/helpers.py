@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import time
+import weakref
 from dataclasses import dataclass
 
 from ecmta.tests.harness import Daemon, free_port
@@ -221,11 +222,21 @@ class Reply:
         return self.raw.decode("utf-8", "replace").rstrip("\r\n")
 
 
+OPEN_WIRES: "weakref.WeakSet[Wire]" = weakref.WeakSet()
+
+
+def close_wires() -> None:
+    """Close every client connection a test left open, so its daemon stops at once."""
+    for w in list(OPEN_WIRES):
+        w.close()
+
+
 class Wire:
     """An SMTP client that sends exactly the bytes it is given and reads whole replies."""
 
     def __init__(self, host: str, port: int, *, tls: ssl.SSLContext | None = None,
                  timeout: float = WAIT, banner: bool = True, source: str | None = None) -> None:
+        OPEN_WIRES.add(self)
         self.sock = socket.create_connection((host, port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
         if tls is not None:
@@ -402,6 +413,7 @@ class Shared:
         return d
 
     def close(self) -> None:
+        close_wires()
         for d in self.made:
             try:
                 d.stop(timeout=15)
