@@ -62,18 +62,27 @@ class Daemon:
 
     # -- wiring ------------------------------------------------------------------
     def _add_services(self) -> None:
+        from ecmta.actors.delivery import DeliveryService
         from ecmta.actors.esmtp_service import ESMTPService
         from ecmta.actors.spool import SpoolService
+        from ecmta.config import EvalContext
         from ecmta.console import loader
         from ecmta.transports.control import ControlService
+        from ecmta.transports.dns import Resolver
+        from ecmta.transports.routing import Router, route_options
 
         loader.load_all()
         self.logging = LoggingService(self)
+        self.dns = Resolver.from_config(self.config.current)
+        self.router = Router(self.dns, options_for=lambda d: route_options(
+            self.config.current, EvalContext(domain=d)))
         self.spool = SpoolService(self.config.current, on_recovered=self._recovered,
                                   state_dir=self.state_dir)
+        self.delivery = DeliveryService(self)
         self.esmtp = ESMTPService(self)
         self.control = ControlService(self)
-        for svc in (self.pools, self.logging, self.spool, self.esmtp, self.control):
+        for svc in (self.pools, self.logging, self.dns, self.spool, self.delivery, self.esmtp,
+                    self.control):
             if getattr(svc, "name", "") not in self.skip:
                 self.supervisor.add(svc)
 

@@ -116,15 +116,18 @@ class DomainQueueActor(EcActor):
     def _add(self, msg: Q.QueueEntriesAdd) -> None:
         now = time.time()
         opts = self.opts()
-        if str(opts.blackhole).lower() == "internal":
+        if str(opts.blackhole).lower() in ("internal", "true", "inline"):
             for e in msg.entries:
                 self.index[e.id] = e
                 self._fail(e, "554 5.7.0 [internal] Blackholed", STAGE_NOT_CONNECTED, 0, "",
                            bounce=bool(opts.generate_bounces))
             return
+        resident = int(opts.max_resident_active_queue)
         for e in msg.entries:
             if e.id in self.index:
                 continue
+            if resident >= 0 and self.active_count() >= resident:
+                e.body = None                 # destaged: read back from the spool when sent
             self.index[e.id] = e
             if e.next_attempt and e.next_attempt > now:
                 self._delay(e)
@@ -355,6 +358,11 @@ class DomainQueueActor(EcActor):
     def _maintain(self, msg=None) -> None:
         self._next_wake = math.inf
         self._timer = None
+        opts = self.opts()
+        if str(opts.blackhole).lower() in ("internal", "true", "inline"):
+            # Blackhole set in this scope at run time: fail everything queued (conf.ref.blackhole).
+            self._fail_all(Q.QueueFailAll("554 5.7.0 [internal] Blackholed", bool(opts.generate_bounces)))
+            return
         now = time.time()
         while self.delayed and self.delayed[0][0] <= now:
             _, _, e = heapq.heappop(self.delayed)

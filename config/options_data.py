@@ -58,6 +58,24 @@ BUILT = frozenset({
     "starttls_injection_policy", "tls_verified_peer_can_relay", "authloginparameters",
     "authplainparameters", "authcrammd5parameters", "tcp_recv_buffer_size",
     "tcp_send_buffer_size",
+    # delivery (actors/delivery.py, actors/domain_queue.py, transports/smtp_outbound.py)
+    "retry_interval", "max_retry_interval", "max_retries", "message_expiration", "never_retry",
+    "never_attempt_expired_messages", "max_outbound_connections", "max_recipients_per_batch",
+    "max_deliveries_per_connection", "idle_timeout", "suspend_delivery", "generate_bounces",
+    "bounces_inline_original", "mailerdaemon", "mdn_failures_notify", "async_bounce_rendering",
+    "delivery_method", "remote_smtp_port", "lmtp_port", "connect_timeout", "ehlo_timeout",
+    "mailfrom_timeout", "rcptto_timeout", "body_timeout", "rset_timeout", "tls", "tls_verify",
+    "tls_ca", "tls_ifavailable_fallback", "xclient", "bind_address", "ehlo_hostname",
+    "mx_failures_to_delay", "connect_timeout_to_delay", "host_failure_retry",
+    "dns_failures_to_purge", "send_8bitmime", "transform_8bitmime_content",
+    "connection_allocation_aggressiveness", "outbound_throttle_messages",
+    "outbound_throttle_connections", "max_resident_active_queue", "drop_body_after_trans_fail",
+    "delayed_queue_scan_interval", "server_max_outbound_connections",
+    # DNS and routing (transports/dns.py, transports/routing.py)
+    "resolv_conf", "min_dns_ttl", "max_dns_ttl", "dns_cache_purge_interval",
+    "dns_fallback_to_tcp", "use_ipv6", "prohibited_hosts", "skip_hosts", "gateway", "routes",
+    "fully_resolve_before_smtp", "only_use_best_mx_for_relay_domains",
+    "mx_failures_fallback_to_a",
 })
 
 # Where a built option is actually implemented, for options valid in more scopes than the
@@ -68,8 +86,6 @@ _INBOUND = frozenset({"esmtp_listener", "listen", "peer", "pathway", "pathway_gr
 BUILT_SCOPES = {
     # inbound side only; the outbound meaning of these (bindings, domains) comes with delivery
     "max_recipients_per_connection": _INBOUND,
-    "tls_certificate": _INBOUND, "tls_key": _INBOUND, "tls_ciphers": _INBOUND,
-    "tls_protocols": _INBOUND,
     "authloginparameters": _INBOUND, "authplainparameters": _INBOUND,
     "authcrammd5parameters": _INBOUND,
     "pathway": frozenset({"esmtp_listener", "listen", "peer", "global", "pathway_group"}),

@@ -1,0 +1,482 @@
+"""Delivery: the domain queues, their delivery workers, limits, outcomes and bounces.
+
+Owns: one DomainQueueActor per (binding, routing domain), created on first use; the
+delivery workers (one greenlet per outbound connection: pick a target, connect from the
+binding's bind_address, take batches from its queue, deliver them, report outcomes); the
+connection accounting behind max_outbound_connections (per queue, per Host stanza),
+server_max_outbound_connections (global and per binding) and the outbound throttles (one
+token bucket per scope that defines outbound_throttle_messages / _connections, shared by
+reference); per-IP host_failure_retry; the DNS failure counters (dns_failures_to_purge,
+mx_failures_fallback_to_a); the summary counters; bounces (RFC 3464 via actors/dsn.py,
+rendered in the IO pool when async_bounce_rendering, injected with a null sender and
+protocol `internal`).
+
+Talks to: the spool (state updates, removals, body loads, bounce commits), the router
+(transports/routing.py), outbound connections (transports/smtp_outbound.py), the log bus
+(D/T/P and the R line of bounces), the console (through `queue(...)` lookups and asks).
+
+Durability (at-least-once): before a transaction is sent its messages are marked
+`delivering` in the spool and that mark is made durable; a message is removed from the
+spool once the remote accepted it. A restart that finds a `delivering` mark delivers the
+message again and says so in the paniclog (it may have been delivered already).
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import time
+
+import gevent
+from gevent.event import AsyncResult
+
+from ecmta import pools
+from ecmta.actors import dsn as dsnmod
+from ecmta.actors import messages as Q
+from ecmta.actors.domain_queue import DomainQueueActor, Entry
+from ecmta.actors.esmtp_service import TokenBucket
+from ecmta.actors.inbound import glob_match
+from ecmta.actors.mail import Body, MailMessage, new_id
+from ecmta.actors.queue_options import QueueOptionsCache
+from ecmta.config import EvalContext
+from ecmta.loggers import bus, records
+from ecmta.loggers.panic import panic
+from ecmta.transports import routing
+from ecmta.transports.smtp_client import (NO_VALID_HOSTS, ClientOptions, Transaction)
+from ecmta.transports.smtp_outbound import (OutboundConnection, OutboundOptions,
+                                            TLSConfigError, client_tls_context)
+
+STOP_GRACE = 10.0
+STAGE_NOT_CONNECTED = 0
+
+
+class DeliveryStats:
+    """Counters for `summary` (kept by the service on the hub)."""
+
+    def __init__(self) -> None:
+        self.reset()
+        self.started = time.time()
+
+    def reset(self) -> None:
+        self.delivered = self.failed = self.received = self.rejected = 0
+        self.reset_at = time.time()
+
+
+class DeliveryService:
+    name = "queue"
+
+    def __init__(self, daemon) -> None:
+        self.daemon = daemon
+        self.queues: dict[tuple, object] = {}
+        self.qopts = QueueOptionsCache()
+        self.stats = DeliveryStats()
+        self.running = False
+        self._wids = itertools.count(1)
+        self._pending: list = []
+        self.connections = 0
+        self.per_binding: dict[str, int] = {}
+        self.per_host: dict[str, int] = {}
+        self.host_failed_until: dict[str, float] = {}
+        self.dns_failures: dict[str, int] = {}
+        self.mx_failures: dict[str, int] = {}
+        self.throttles: dict = {}
+        self.workers = set()
+        self._helpers = set()
+        daemon.accepted_hooks.append(self.enqueue)
+        daemon.recovered_hooks.append(self.recovered)
+        bus.subscribe((records.Rejection,), self._count_rejection)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.running = True
+        pending, self._pending = self._pending, []
+        self._enqueue_entries(pending)
+
+    def stop(self) -> None:
+        self.running = False
+        deadline = time.time() + STOP_GRACE
+        for g in list(self.workers) + list(self._helpers):
+            g.join(timeout=max(0.0, deadline - time.time()))
+        gevent.killall(list(self.workers) + list(self._helpers), timeout=5)
+        for key, ref in list(self.queues.items()):
+            self.daemon.supervisor.forget(self._actor_key(key))
+            if ref.is_alive():
+                ref.stop(timeout=5)
+        self.queues.clear()
+
+    def apply_config(self, cfg) -> None:
+        for ref in list(self.queues.values()):
+            ref.tell(Q.QueueMaintain())      # re-evaluate suspension, limits, blackhole
+
+    # -- what queues use ---------------------------------------------------------------------
+    def config(self):
+        return self.daemon.config.current
+
+    def queue_options(self, binding: str, group: str, domain: str):
+        return self.qopts.get(self.config(), binding, group, domain)
+
+    def scan_interval(self) -> float:
+        return float(self.config().value("delayed_queue_scan_interval", default=15) or 15)
+
+    def spool(self):
+        return self.daemon.spool
+
+    # -- intake ------------------------------------------------------------------------------
+    def enqueue(self, messages) -> None:
+        """Freshly accepted instances (the reception hook)."""
+        self.stats.received += len(messages)
+        keep = self.config().value("max_resident_active_queue", default=250)
+        entries = [Entry(m, keep_body=keep != 0) for m in messages]
+        if not self.running:
+            self._pending.extend(entries)
+            return
+        self._enqueue_entries(entries)
+
+    def recovered(self, messages) -> None:
+        """Instances read back from the spool at start (bodies not loaded)."""
+        entries = []
+        for m in messages:
+            e = Entry(m, keep_body=False)
+            if m.state == "delivering":
+                panic(f"message {m.id} to {m.rcptto} was being delivered when ecelerity stopped; "
+                      "delivering it again (it may arrive twice)", subsystem="spool", level="WARNING")
+            entries.append(e)
+        if not self.running:
+            self._pending.extend(entries)
+        else:
+            self._enqueue_entries(entries)
+
+    def _enqueue_entries(self, entries) -> None:
+        groups: dict[tuple, list] = {}
+        for e in entries:
+            groups.setdefault((e.binding, e.binding_group, e.domain), []).append(e)
+        for key, batch in groups.items():
+            self.queue(*key, create=True).tell(Q.QueueEntriesAdd(tuple(batch)))
+
+    @staticmethod
+    def _actor_key(key) -> str:
+        return "domain:" + "/".join(key)
+
+    def queue(self, binding: str, group: str, domain: str, create: bool = False):
+        key = (binding, group, domain)
+        ref = self.queues.get(key)
+        if ref is not None and not ref.is_alive():
+            ref = self.daemon.supervisor.ref(self._actor_key(key))
+            self.queues[key] = ref
+        if ref is None and create:
+            ref = self.daemon.supervisor.spawn(DomainQueueActor, self, binding, group, domain,
+                                               key=self._actor_key(key))
+            self.queues[key] = ref
+        return ref
+
+    def ask_all(self, make_msg, timeout: float = 10.0) -> list:
+        """Ask every queue (console); each message carries its own reply future."""
+        asks = []
+        for ref in list(self.queues.values()):
+            msg = make_msg()
+            ref.tell(msg)
+            asks.append(msg.reply)
+        out = []
+        deadline = time.time() + timeout
+        for reply in asks:
+            try:
+                out.append(reply.get(timeout=max(0.01, deadline - time.time())))
+            except gevent.Timeout:
+                continue
+        return out
+
+    # -- connections -------------------------------------------------------------------------
+    def may_open_connection(self, q: DomainQueueActor) -> bool:
+        cfg = self.config()
+        cap = int(cfg.value("server_max_outbound_connections", default=20000) or 0)
+        if cap > 0 and self.connections >= cap:
+            return False
+        if q.binding != "default":
+            bcap = cfg.value("server_max_outbound_connections",
+                             EvalContext(binding=q.binding, binding_group=q.group if q.group != "default" else None))
+            scope = cfg.defining_scope("server_max_outbound_connections",
+                                       EvalContext(binding=q.binding))
+            if bcap and scope is not None and scope.lkind == "binding" and \
+                    self.per_binding.get(q.binding, 0) >= int(bcap):
+                return False
+        return True
+
+    def start_worker(self, q: DomainQueueActor) -> int:
+        wid = next(self._wids)
+        self.connections += 1
+        self.per_binding[q.binding] = self.per_binding.get(q.binding, 0) + 1
+        g = gevent.spawn(self._worker, q.actor_ref, q.binding, q.group, q.domain, wid)
+        self.workers.add(g)
+        g.link(lambda _g: self.workers.discard(_g))
+        return wid
+
+    def _release(self, binding: str) -> None:
+        self.connections -= 1
+        left = self.per_binding.get(binding, 1) - 1
+        if left > 0:
+            self.per_binding[binding] = left
+        else:
+            self.per_binding.pop(binding, None)
+
+    def _throttle(self, key, rate) -> None:
+        if not rate:
+            return
+        bucket = self.throttles.get((key, tuple(rate)))
+        if bucket is None:
+            count, seconds = rate
+            bucket = self.throttles[(key, tuple(rate))] = TokenBucket(int(count), float(seconds or 1))
+        bucket.wait()
+
+    # -- the worker ------------------------------------------------------------------------
+    def _worker(self, ref, binding: str, group: str, domain: str, wid: int) -> None:
+        conn = None
+        try:
+            opts = self.queue_options(binding, group, domain)
+            batch = self._take(ref, wid, 0)
+            if not batch:
+                return
+            conn, target = self._connect(ref, opts, domain, wid, batch)
+            if conn is None:
+                return
+            ref.tell(Q.QueueConnected(wid, target.ip, target.host))
+            self._serve(ref, conn, opts, wid, batch)
+        except Exception as exc:
+            panic(f"delivery worker for {group}/{binding}/{domain} failed: {exc!r}",
+                  subsystem="delivery", level="CRITICAL")
+        finally:
+            if conn is not None:
+                self.per_host[conn.remote[0]] = self.per_host.get(conn.remote[0], 1) - 1
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+            self._release(binding)
+            if ref.is_alive():
+                ref.tell(Q.QueueWorkerExit(wid))
+
+    @staticmethod
+    def _take(ref, wid: int, idle: float):
+        """The next batch from the queue, waiting at most `idle` seconds for one."""
+        reply = AsyncResult()
+        ref.tell(Q.QueueWorkTake(wid, reply))
+        try:
+            return reply.get(timeout=idle if idle > 0 else None)
+        except gevent.Timeout:
+            ref.tell(Q.QueueWorkCancel(wid, reply))
+            return None
+
+    def _route(self, opts, domain: str):
+        cfg = self.config()
+        ctx = EvalContext(binding=opts.binding if opts.binding != "default" else None,
+                          binding_group=opts.binding_group if opts.binding_group != "default" else None,
+                          domain=domain)
+        relay = glob_match(domain, tuple(cfg.value("relay_domains", default=()) or ()))
+        ropts = routing.route_options(cfg, ctx, relay_domain=relay,
+                                      lmtp=str(opts.delivery_method).upper() == "LMTP",
+                                      mx_failures=self.mx_failures.get(domain, 0))
+        result = self.daemon.router.route(domain, ropts)
+        if result.mx_failure:
+            self.mx_failures[domain] = self.mx_failures.get(domain, 0) + 1
+        if result.dns_failure:
+            n = self.dns_failures[domain] = self.dns_failures.get(domain, 0) + 1
+            result = routing.escalate(result, n, int(opts.dns_failures_to_purge or 0))
+        elif result.ok:
+            self.dns_failures.pop(domain, None)
+        return result
+
+    def _connect(self, ref, opts, domain: str, wid: int, batch):
+        result = self._route(opts, domain)
+        if not result.ok:
+            ref.tell(Q.QueueConnectFailed(wid, f"{result.error_code} {result.error_text}",
+                                          permanent=result.permanent, batch=tuple(batch)))
+            return None, None
+        self._throttle(opts.throttle_connections_key, opts.outbound_throttle_connections)
+        cfg = self.config()
+        now = time.time()
+        tried: set[str] = set()
+        last = NO_VALID_HOSTS
+        while True:
+            def reachable(t):
+                return t.ip not in tried and self.host_failed_until.get(t.ip, 0) <= now
+
+            def limit(t):
+                v = cfg.value("max_outbound_connections", EvalContext(host=t.host))
+                return -1 if v is None else int(v)
+            target = routing.choose_target(result.groups, self.per_host, limit, reachable)
+            if target is None:
+                ref.tell(Q.QueueConnectFailed(wid, last, batch=tuple(batch)))
+                return None, None
+            tried.add(target.ip)
+            conn = self._open(opts, domain, target, batch[0])
+            self.per_host[target.ip] = self.per_host.get(target.ip, 0) + 1
+            fail = conn.connect()
+            if fail is None:
+                return conn, target
+            self.per_host[target.ip] -= 1
+            self.host_failed_until[target.ip] = time.time() + float(opts.host_failure_retry or 0)
+            last = fail.text
+            if fail.status == "permanent" or fail.stage not in (STAGE_NOT_CONNECTED, 12):
+                ref.tell(Q.QueueConnectFailed(wid, fail.text, permanent=fail.status == "permanent",
+                                              stage=fail.stage, batch=tuple(batch)))
+                return None, None
+
+    def _open(self, opts, domain: str, target, first: Entry) -> OutboundConnection:
+        helo = self._ehlo_hostname(opts, first)
+        client = ClientOptions(
+            ehlo_hostname=helo, delivery_method=str(opts.delivery_method).upper(),
+            tls=str(opts.tls).lower(), xclient=str(opts.xclient).lower(),
+            send_8bitmime="ifavailable" if opts.send_8bitmime in (True, "true", "ifavailable") else "no",
+            transform_8bitmime_content=str(opts.transform_8bitmime_content or "ifneeded").lower(),
+            max_recipients_per_batch=int(opts.max_recipients_per_batch or 0))
+        oo = OutboundOptions(
+            client=client, bind_address="" if opts.bind_address in ("", "*") else str(opts.bind_address),
+            connect_timeout=float(opts.connect_timeout), ehlo_timeout=float(opts.ehlo_timeout),
+            mailfrom_timeout=float(opts.mailfrom_timeout), rcptto_timeout=float(opts.rcptto_timeout),
+            body_timeout=float(opts.body_timeout), rset_timeout=float(opts.rset_timeout),
+            tls_verify=str(opts.tls_verify).lower(), tls_ca=opts.tls_ca or "",
+            tls_certificate=opts.tls_certificate or "", tls_key=opts.tls_key or "",
+            tls_ciphers=opts.tls_ciphers or "", tls_protocols=opts.tls_protocols or "",
+            tls_ifavailable_fallback=bool(opts.tls_ifavailable_fallback))
+        ctx = None
+        if client.tls != "no":
+            try:
+                ctx = pools.run("IO", client_tls_context, oo.tls_verify, oo.tls_ca, oo.tls_certificate,
+                                oo.tls_key, oo.tls_ciphers, oo.tls_protocols)
+            except TLSConfigError as exc:
+                panic(f"outbound TLS options for {domain}: {exc}", subsystem="SSL")
+        return OutboundConnection(target.ip, target.port, oo, mx_hostname=target.host,
+                                  domain=domain, tls_context=ctx)
+
+    def _ehlo_hostname(self, opts, first: Entry) -> str:
+        name = str(opts.ehlo_hostname or "__hostname__")
+        if name == "__message__" and first.sender_domain:
+            return first.sender_domain        # the envelope sender's domain (conf.ref.ehlo_hostname)
+        if name in ("__hostname__", "__message__"):
+            return self.config().value("hostname", default="") or socket.gethostname()
+        return name
+
+    def _serve(self, ref, conn, opts, wid: int, batch) -> None:
+        idle = float(opts.idle_timeout or 0)
+        while True:
+            for _ in batch:
+                self._throttle(opts.throttle_messages_key, opts.outbound_throttle_messages)
+            self._mark_delivering(batch)
+            txn = self._transaction(batch, opts)
+            outcomes = conn.deliver(txn)
+            ref.tell(Q.QueueOutcomes(wid, tuple(zip(batch, outcomes)), conn.remote[0]))
+            if opts.max_deliveries_per_connection and conn.deliveries >= opts.max_deliveries_per_connection:
+                return
+            if not conn.usable() or not self.running:
+                return
+            batch = self._take(ref, wid, idle)
+            if not batch:
+                return
+
+    def _mark_delivering(self, batch) -> None:
+        spool = self.spool()
+        for e in batch:
+            spool.update(e.id, state="delivering", attempts=e.attempts)
+        spool.flush().get()
+
+    def _transaction(self, batch, opts) -> Transaction:
+        first = batch[0]
+
+        def load() -> bytes:
+            body = first.body
+            if body is not None:
+                return body.data
+            return self.spool().load_body(first.id)
+        xclient = None
+        if str(opts.xclient).lower() != "no":
+            xclient = {"NAME": "[UNAVAILABLE]", "ADDR": first.peer_ip or "[UNAVAILABLE]",
+                       "PORT": str(first.peer_port) if first.peer_port else "[UNAVAILABLE]",
+                       "HELO": first.ehlo or "[UNAVAILABLE]",
+                       "PROTO": "SMTP" if first.protocol == "smtp" else "ESMTP"}
+        return Transaction(first.mailfrom, [(e.rcptto, e.dsn) for e in batch], load,
+                           size=first.size, ret=first.dsn.ret, envid=first.dsn.envid, xclient=xclient)
+
+    # -- outcomes (called by queue actors) ----------------------------------------------------
+    def delivered(self, e: Entry, remote_ip: str, now: float) -> None:
+        self.stats.delivered += 1
+        self.spool().remove([e.id])
+        bus.publish(records.Delivery(now, e.id, e.batch_id, e.conn_id, e.domain, e.size,
+                                     e.binding_group, e.binding, e.attempts,
+                                     now - e.received_at, remote_ip))
+
+    def transient(self, e: Entry, code: str, stage: int, nbytes: int, remote_ip: str, now: float) -> None:
+        bus.publish(records.Failure(now, e.id, e.batch_id, e.conn_id, e.domain, nbytes,
+                                    e.binding_group, e.binding, stage, e.attempts - 1,
+                                    now - e.received_at, remote_ip, code, False,
+                                    e.rcpt_local, e.domain, e.sender_local, e.sender_domain, e.size))
+
+    def spool_update(self, e: Entry) -> None:
+        self.spool().update(e.id, attempts=e.attempts, next_attempt=e.next_attempt, code=e.code,
+                            state="delayed")
+
+    def failed(self, e: Entry, reason: str, stage: int, nbytes: int, remote_ip: str, *, bounce: bool) -> None:
+        now = time.time()
+        self.stats.failed += 1
+        bus.publish(records.Failure(now, e.id, e.batch_id, e.conn_id, e.domain, nbytes,
+                                    e.binding_group, e.binding, stage, e.attempts,
+                                    now - e.received_at, remote_ip, reason, True,
+                                    e.rcpt_local, e.domain, e.sender_local, e.sender_domain, e.size))
+        if bounce and e.mailfrom:
+            g = gevent.spawn(self._bounce_then_remove, e, reason, remote_ip, now)
+            self._helpers.add(g)
+            g.link(lambda _g: self._helpers.discard(_g))
+        else:
+            self.spool().remove([e.id])
+
+    def _count_rejection(self, rec) -> None:
+        self.stats.rejected += 1
+
+    # -- bounces ---------------------------------------------------------------------------
+    def _bounce_then_remove(self, e: Entry, reason: str, remote_ip: str, now: float) -> None:
+        """Generate and commit the DSN first, then drop the original: a crash between the
+        two can only bounce twice, never lose the notice."""
+        try:
+            opts = self.queue_options(e.binding, e.binding_group, e.domain)
+            to = dsnmod.bounce_recipient(e.mailfrom, e.dsn.notify, e.rcptto,
+                                         generate_bounces=bool(opts.generate_bounces),
+                                         mdn_failures_notify=self.config().value("mdn_failures_notify", default="") or "")
+            if to:
+                self._inject_bounce(e, reason, remote_ip, now, to, opts)
+        except Exception as exc:
+            panic(f"bounce for {e.id} ({e.rcptto}) could not be generated: {exc!r}",
+                  subsystem="bounce", level="CRITICAL")
+        self.spool().remove([e.id])
+
+    def _inject_bounce(self, e: Entry, reason: str, remote_ip: str, now: float, to: str, opts) -> None:
+        original = e.body.data if e.body is not None else self._load_body(e.id)
+        hostname = self.config().value("hostname", default="") or socket.gethostname()
+        recipient = dsnmod.DsnRecipient(e.rcptto, reply=reason, dsn=e.dsn, remote_ip=remote_ip,
+                                        last_attempt=now, log_id=e.id)
+        kw = dict(mailfrom=e.mailfrom, recipients=[recipient], hostname=hostname,
+                  original=original, inline_original=str(opts.bounces_inline_original or "headers"),
+                  ret=e.dsn.ret, envid=e.dsn.envid, arrival_date=e.received_at,
+                  mailerdaemon=opts.mailerdaemon or "", to=to)
+        if self.config().value("async_bounce_rendering", default=True):
+            data = pools.run("IO", _render_failure, kw)
+        else:
+            data = _render_failure(kw)
+        bid = new_id()
+        m = MailMessage(id=bid, batch_id=bid, conn_id=e.conn_id, mailfrom="", rcptto=to,
+                        body=Body(data), size=len(data), protocol="internal",
+                        peer_ip="127.0.0.1", routing_domain=to.rpartition("@")[2].lower())
+        self.spool().commit([m]).get()
+        bus.publish(records.Reception(time.time(), m.id, m.batch_id, m.conn_id, m.rcpt_localpart,
+                                      m.rcpt_domain, "", "", "127.0.0.1", m.size, "internal",
+                                      m.binding_group, m.binding))
+        self.enqueue([m])
+
+    def _load_body(self, msg_id: str) -> bytes | None:
+        try:
+            return self.spool().load_body(msg_id)
+        except Exception as exc:
+            panic(f"body of {msg_id} unreadable for its bounce: {exc!r}", subsystem="bounce")
+            return None
+
+
+def _render_failure(kw: dict) -> bytes:
+    """Pool job: render one failure DSN (pure)."""
+    return dsnmod.render_failure_dsn(**kw)
