@@ -27,7 +27,7 @@ from ecmta.config.registry import ModuleSpec, OptionSpec, ScopeSpec
 # ----------------------------------------------------------------------------------------
 # BUILT: the ONE place that says which modules ecmta implements (lowercased stanza names).
 # ----------------------------------------------------------------------------------------
-BUILT = frozenset({"scriptlet", "ec_logger"})
+BUILT = frozenset({"scriptlet", "ec_logger", "maildir", "pipe_transport"})
 
 # Options every module stanza accepts (module_config): enabled (bool, default true; false =
 # passive, only callable from Lua) and debug_level (DEBUG..CRITICAL, default ERROR).
@@ -221,6 +221,8 @@ def _mo(name, type, default=None, scopes=None, *, module, doc, description="", c
 # Options and sub-scopes of the built modules (their pages list them).
 _SCRIPTLET = "modules.scriptlet"
 _EC_LOGGER = "modules.ec_logger"
+_MAILDIR = "modules.maildir"
+_PIPE = "modules.pipe_transport"
 MODULE_OPTIONS = {
     "scriptlet": [
         _mo("Always_GC", "bool", False, module="scriptlet", doc=_SCRIPTLET),
@@ -242,6 +244,46 @@ MODULE_OPTIONS = {
         *[_mo(n, "bool", True, module="ec_logger", doc=_EC_LOGGER)
           for n in ("Log_Receptions", "Log_Deliveries", "Log_Transient_Failures",
                     "Log_Permanent_Failures", "Log_Rejections", "Log_Errors")],
+    ],
+    # modules.maildir. The page's option list says `domain` and `createusers`, its example
+    # writes `domains` and `create_users`: both spellings of each are accepted (the two
+    # domain lists are merged; create_users wins over createusers when both are set).
+    # dirmode/filemode are file modes: written without a leading 0 on the page (775, 664)
+    # and read as octal digits by actors/local_delivery.py. Names are spelled as the pages
+    # write them (all lower case).
+    "maildir": [
+        _mo("all_domains", "bool", False, module="maildir", doc=_MAILDIR,
+            description="Deliver every domain to the maildir store"),
+        _mo("basedir", "string", None, module="maildir", doc=_MAILDIR,
+            description="Base directory under which maildir mailboxes are created"),
+        *[_mo(n, "bool", False, module="maildir", doc=_MAILDIR,
+              description="Create missing mailboxes (false: reject mail for a missing mailbox)")
+          for n in ("createusers", "create_users")],
+        _mo("dirmode", "octal", 0o700, module="maildir", doc=_MAILDIR,
+            description="Permission mode (octal) of directories the module creates"),
+        *[_mo(n, "list", (), module="maildir", doc=_MAILDIR,
+              description="Domains delivered to the maildir store")
+          for n in ("domain", "domains")],
+        _mo("domain_in_path", "bool", False, module="maildir", doc=_MAILDIR,
+            description="Include the domain in the mailbox path (basedir/domain/user)"),
+        _mo("filemode", "octal", 0o600, module="maildir", doc=_MAILDIR,
+            description="Permission mode (octal) of message files the module creates"),
+    ],
+    "pipe_transport": [
+        _mo("code", "dict", None, module="pipe_transport", doc=_PIPE,
+            description="Exit status -> SMTP reply map (default: 0 = 250, else 504 5.5.0)"),
+        _mo("domain", "list", (), module="pipe_transport", doc=_PIPE,
+            description="Domains piped through the program"),
+        _mo("error_file", "string", "/dev/null", module="pipe_transport", doc=_PIPE,
+            description="File the program's standard error is appended to"),
+        _mo("output_file", "string", "/dev/null", module="pipe_transport", doc=_PIPE,
+            description="File the program's standard output is appended to"),
+        _mo("program_name", "string", None, module="pipe_transport", doc=_PIPE,
+            description="The program (and its arguments) the message is piped into"),
+        # Not on the page (ecmta extension): a program that runs longer is killed and the
+        # client gets 451 4.4.1, so a hung program cannot hold the SMTP session forever.
+        _mo("timeout", "interval", 300, module="pipe_transport", doc=_PIPE,
+            description="ecmta: seconds the program may run before it is killed (451 4.4.1)"),
     ],
 }
 MODULE_SUBSCOPES = {
