@@ -21,11 +21,37 @@ the timeouts and the TLS handshake, and talks to the machine h11-style:
             sock.sendall(cli.data_to_send()); sock = handshake(sock)
             cli.tls_started(info)            # or cli.tls_failed(Failure) on error
         elif isinstance(ev, SessionFailed): failure = ev.failure   # CLOSED follows
-        elif isinstance(ev, TransactionDone): outcomes = ev.outcomes  # IDLE follows
+        elif isinstance(ev, TransactionDone): done[ev.transaction] = ev.outcomes
         elif ev is IDLE: break               # ready: cli.send_mail(txn, body) or cli.quit()
         elif ev is CLOSED: sock.sendall(cli.data_to_send()); sock.close(); break
 
 A write error is reported with cli.send_failed() (after feeding any reply still readable).
+Several transactions may be submitted at once (send_mail() while busy queues them): with
+PIPELINING each envelope is written right behind the previous body, so a reused connection
+costs one round trip per message instead of two (RFC 2920 3.1: message content may open a
+group). Each transaction ends with its own TransactionDone.
+
+Stage codes and texts (log_formats.connection.stages, message_responses):
+
+    where                       stage  reply refused       no reply / EOF / write error
+    connect                      0     -                   (driver) 450 4.4.1 Connection
+                                                           Timed Out / 451 4.4.1 No valid hosts
+    banner                      12     remote text         451 4.4.2 [internal] no banner
+    EHLO/HELO/LHLO              10     remote text         no HELO/EHLO response | send ...
+    after EHLO (decisions)      11     STARTTLS/XCLIENT required but not advertised,
+                                       SMTPUTF8, 8-bit conversion (strict)
+    STARTTLS                    15     451 4.7.5 no tls    451 4.7.5 no tls go-ahead /
+                                       go-ahead (required) send STARTTLS failed
+    TLS handshake, cert check   17     451 4.7.5 TLS negotiation failed, 4.7.5 SSL
+                                       certificate subject does not match host, ...
+    XCLIENT                     19     remote text (required)   no XCLIENT response
+    RSET                        13     remote text         no RSET response
+    MAIL FROM                    2     remote text         no MAIL FROM response
+    RCPT TO                      4     remote text         no RCPT TO response
+    DATA                         6     remote text         no DATA response
+    writing the body             8     -                   send BODY failed
+    reply after the body         9     remote text         no BODY response
+    idle (reused connection)     1     connection closed by remote host
 
 The data model the domain queue builds on:
 - `Transaction`: one envelope (mailfrom, up to max_recipients_per_batch recipients with
@@ -61,10 +87,10 @@ Choices where the RFCs or Momentum's pages leave room:
 - Momentum lists certificate-check texts without an SMTP code; outcomes carry code 451
   and the text exactly as listed (`4.7.5 [internal] SSL certificate ...`).
 
-Fails: never raises on server input (property-tested). Driver misuse (send_mail() while not
-idle, more recipients than max_recipients_per_batch, tls_started() without UpgradeTLS)
-raises `SMTPClientError`. Memory: a reply line is capped at 8192 octets and a reply at
-512 lines; more is a protocol error.
+Fails: never raises on server input (property-tested). Driver misuse (send_mail() during
+set-up or after close, more recipients than max_recipients_per_batch, tls_started()
+without UpgradeTLS) raises `SMTPClientError`. Memory: a reply line is capped at 8192
+octets and a reply at 512 lines; more is a protocol error.
 """
 from __future__ import annotations
 

@@ -356,8 +356,8 @@ class OutboundConnection:
             fail = self.connect()
             if fail is not None:
                 return [self._all(t, fail) for t in txns]
-        if not self.idle:
-            fail = failure(self.closed_reason or CONNECTION_CLOSED, ST_IDLE)
+        if not self.idle:                  # a dead cached connection: try another one
+            fail = failure(CONNECTION_CLOSED, ST_IDLE)
             return [self._all(t, fail) for t in txns]
         slots: dict[int, list[int]] = {}
         for i, t in enumerate(txns):
@@ -378,8 +378,7 @@ class OutboundConnection:
         self._done = []
         for i, r in enumerate(results):                # the machine always reports;
             if r is None:                              # defensive
-                results[i] = self._all(txns[i], failure(self.closed_reason
-                                                         or CONNECTION_CLOSED, ST_IDLE))
+                results[i] = self._all(txns[i], failure(CONNECTION_CLOSED, ST_IDLE))
         return results
 
     def _load(self, txn: Transaction) -> bytes | None:

@@ -819,7 +819,7 @@ def test_lmtp_connection_lost_between_per_recipient_replies():
         (DELIVERED, "250 a ok"), (TRANSIENT, C.CONNECTION_CLOSED)]
 
 
-# --- BDAT (opt-in) ---------------------------------------------------------------------------------
+# --- BDAT (opt-in) ----------------------------------------------------------------------
 
 CHUNK_EHLO = b"250-mx\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n"
 

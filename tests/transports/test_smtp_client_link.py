@@ -131,7 +131,8 @@ def test_dsn_parameters_survive_the_trip():
     link = Link()
     link.run()
     t = Transaction("s@example.org",
-                    [("r@example.net", DsnParams(("SUCCESS", "DELAY"), "rfc822;Orig+x@example.net")),
+                    [("r@example.net",
+                      DsnParams(("SUCCESS", "DELAY"), "rfc822;Orig+x@example.net")),
                      ("q@example.net", DsnParams(("NEVER",)))],
                     ret="HDRS", envid="env id=1")
     assert [o.status for o in link.deliver(t)] == [DELIVERED, DELIVERED]
