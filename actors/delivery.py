@@ -77,6 +77,12 @@ class DeliveryService:
         self.per_binding: dict[str, int] = {}
         self.per_host: dict[str, int] = {}
         self.host_failed_until: dict[str, float] = {}
+        self.host_failed_at: dict[str, float] = {}
+        # For the console (show outbound, domain, count outbound): the open connections
+        # (worker -> (conn, binding, group, domain, since)) and per-IP decayed averages
+        # of the connect and delivery times in ms.
+        self.outbound: dict[int, tuple] = {}
+        self.host_times: dict[str, list] = {}
         self.dns_failures: dict[str, int] = {}
         self.mx_failures: dict[str, int] = {}
         self.throttles: dict = {}
@@ -239,11 +245,13 @@ class DeliveryService:
             if conn is None:
                 return
             ref.tell(Q.QueueConnected(wid, target.ip, target.host))
+            self.outbound[wid] = (conn, binding, group, domain, time.time())
             self._serve(ref, conn, opts, wid, batch)
         except Exception as exc:
             panic(f"delivery worker for {group}/{binding}/{domain} failed: {exc!r}",
                   subsystem="delivery", level="CRITICAL")
         finally:
+            self.outbound.pop(wid, None)
             if conn is not None:
                 self.per_host[conn.remote[0]] = self.per_host.get(conn.remote[0], 1) - 1
                 try:
@@ -311,9 +319,11 @@ class DeliveryService:
             self.per_host[target.ip] = self.per_host.get(target.ip, 0) + 1
             fail = conn.connect()
             if fail is None:
+                self._time_host(target.ip, 0, conn.connect_time)
                 return conn, target
             self.per_host[target.ip] -= 1
             self.host_failed_until[target.ip] = time.time() + float(opts.host_failure_retry or 0)
+            self.host_failed_at[target.ip] = time.time()
             last = fail.text
             if fail.status == "permanent" or fail.stage not in (STAGE_NOT_CONNECTED, 12):
                 ref.tell(Q.QueueConnectFailed(wid, fail.text, permanent=fail.status == "permanent",
@@ -363,6 +373,7 @@ class DeliveryService:
             self._mark_delivering(batch)
             txn = self._transaction(batch, opts)
             outcomes = conn.deliver(txn)
+            self._time_host(conn.remote[0], 1, conn.last_delivery_time)
             ref.tell(Q.QueueOutcomes(wid, tuple(zip(batch, outcomes)), conn.remote[0]))
             if opts.max_deliveries_per_connection and conn.deliveries >= opts.max_deliveries_per_connection:
                 return
@@ -371,6 +382,13 @@ class DeliveryService:
             batch = self._take(ref, wid, idle)
             if not batch:
                 return
+
+    def _time_host(self, ip: str, which: int, seconds: float) -> None:
+        """Decayed average per IP: which 0 = connect, 1 = one transaction (MAIL FROM to
+        the confirmation), in ms (the `domain` console command shows them)."""
+        t = self.host_times.setdefault(ip, [0.0, 0.0])
+        ms = seconds * 1000.0
+        t[which] = ms if not t[which] else 0.75 * t[which] + 0.25 * ms
 
     def _mark_delivering(self, batch) -> None:
         spool = self.spool()
