@@ -439,6 +439,9 @@ class DomainQueueActor(EcActor):
             "deliveries": self.deliveries, "failures": self.failures, "sent": self.sent_total,
             "consecutive_failures": self.consecutive_connect_failures,
             "last_error": self.last_error, "messages": listing,
+            # bodies held in memory / active messages whose body is only on disk
+            "resident": sum(1 for e in self.index.values() if e.body is not None),
+            "destaged": sum(1 for e in self.index.values() if e.state == "active" and e.body is None),
         })
 
     def on_restart(self) -> None:
