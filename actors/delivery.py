@@ -88,6 +88,7 @@ class DeliveryService:
         self.throttles: dict = {}
         self.workers = set()
         self._helpers = set()
+        self._idle = set()               # workers waiting on an idle connection
         daemon.accepted_hooks.append(self.enqueue)
         daemon.recovered_hooks.append(self.recovered)
         bus.subscribe((records.Rejection,), self._count_rejection)
@@ -100,6 +101,7 @@ class DeliveryService:
 
     def stop(self) -> None:
         self.running = False
+        gevent.killall(list(self._idle), timeout=5)     # idle cached connections: QUIT now
         deadline = time.time() + STOP_GRACE
         for g in list(self.workers) + list(self._helpers):
             g.join(timeout=max(0.0, deadline - time.time()))
@@ -379,7 +381,12 @@ class DeliveryService:
                 return
             if not conn.usable() or not self.running:
                 return
-            batch = self._take(ref, wid, idle)
+            me = gevent.getcurrent()
+            self._idle.add(me)
+            try:
+                batch = self._take(ref, wid, idle)
+            finally:
+                self._idle.discard(me)
             if not batch:
                 return
 

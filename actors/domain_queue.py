@@ -84,6 +84,7 @@ class DomainQueueActor(EcActor):
         self.assigned: dict[int, list] = {}        # worker -> entries in flight
         self.waiting: dict[int, object] = {}       # worker -> parked AsyncResult
         self.workers: set[int] = set()
+        self.connected: set[int] = set()           # workers with an open connection
         self.deliveries = 0
         self.failures = 0
         self.sent_total = 0
@@ -209,9 +210,14 @@ class DomainQueueActor(EcActor):
         if msg.worker not in self.workers or opts.suspend_delivery:
             msg.reply.set(None)
             return
-        if len(self.workers) > self._desired_workers(opts) and not self.active_count():
-            msg.reply.set(None)          # more connections than work: this one may close
-            return
+        if not self.active_count():
+            # Nothing to send: a worker that has no connection yet, or one over the limit,
+            # closes; an open connection waits idle_timeout for more mail (its caller's
+            # timeout, conf.ref.idle_timeout).
+            limit = int(opts.max_outbound_connections)
+            if msg.worker not in self.connected or (limit >= 0 and len(self.workers) > limit):
+                msg.reply.set(None)
+                return
         batch = self._take_batch(msg.worker, opts)
         if batch:
             msg.reply.set(batch)
@@ -230,6 +236,7 @@ class DomainQueueActor(EcActor):
 
     def _worker_exit(self, msg: Q.QueueWorkerExit) -> None:
         self.workers.discard(msg.worker)
+        self.connected.discard(msg.worker)
         self.waiting.pop(msg.worker, None)
         self._requeue(self.assigned.pop(msg.worker, []))
         self._dispatch()
@@ -237,6 +244,7 @@ class DomainQueueActor(EcActor):
 
     # -- outcomes ----------------------------------------------------------------------------
     def _connected(self, msg: Q.QueueConnected) -> None:
+        self.connected.add(msg.worker)
         self.consecutive_connect_failures = 0
         self.last_contact = time.time()
 
