@@ -191,12 +191,18 @@ def config(glob: str = "", listener: str = "", listen: str = "", more_listens: s
                        tail=tail, ext=ext)
 
 
-def start_mta(factory, *, ports: dict | None = None, files: dict | None = None, **parts) -> MTA:
+# Reception tests run the daemon without its delivery service (`ecelerity -n queue`): what
+# was received stays in the spool for the test to read, whatever the recipient domains.
+NO_DELIVERY = ("queue",)
+
+
+def start_mta(factory, *, ports: dict | None = None, files: dict | None = None,
+              skip: tuple = NO_DELIVERY, **parts) -> MTA:
     """Start a daemon built from `config(**parts)`; `files` are written under $home first
     (relative names; text may use $home/$smtp placeholders)."""
     all_ports = {"smtp": free_port()}
     all_ports.update(ports or {})
-    d = factory(config(**parts), ports=all_ports)
+    d = factory(config(**parts), ports=all_ports, skip=skip)
     for name, text in (files or {}).items():
         path = os.path.join(d.home, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -17,8 +17,8 @@ import time
 import pytest
 
 from ecmta.tests.harness import free_port
-from ecmta.tests.reception.helpers import (ID_RE, MTA, config, local_port, message, queue_id,
-                                           wait_for)
+from ecmta.tests.reception.helpers import (ID_RE, MTA, NO_DELIVERY, config, local_port, message,
+                                           queue_id, wait_for)
 
 
 def test_one_instance_per_recipient_sharing_one_body_and_a_batch_id(mta):
@@ -119,7 +119,7 @@ def _ec_show_messages(mta_: MTA) -> list[dict]:
 def test_sigkill_while_clients_send_loses_no_acknowledged_message(daemon_factory):
     body = config()
     ports = {"smtp": free_port()}
-    d = daemon_factory(body, ports=ports).start()
+    d = daemon_factory(body, ports=ports, skip=NO_DELIVERY).start()
     first = MTA(d)
     acked: list = []
     lock, stop = threading.Lock(), threading.Event()
@@ -144,7 +144,7 @@ def test_sigkill_while_clients_send_loses_no_acknowledged_message(daemon_factory
     mainlog_before = first.mainlog()
 
     # restart on the same state directory and config
-    d2 = daemon_factory(body, home=d.home, ports=ports).start()
+    d2 = daemon_factory(body, home=d.home, ports=ports, skip=NO_DELIVERY).start()
     second = MTA(d2)
     count = second.ec_show("-n")
     assert count.returncode == 0, count.stderr
