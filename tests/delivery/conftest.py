@@ -1,0 +1,94 @@
+"""Fixtures of the delivery tests: a dnsmasq serving MX records for the test domains, the
+recording sink, the sending MTA, certificates.
+
+DNS (dnsmasq on 127.0.0.1:<free port>, read through `resolv_conf` with a
+`nameserver 127.0.0.1#<port>` line): every domain in DOMAINS has `MX 10 mx.<domain>` and
+mx.<domain> A 127.0.0.1; lim1.test and lim2.test share `mx.shared.test` (one Host); down.test's
+MX is 127.0.0.9 where nothing listens (connections are refused).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from ecmta.tests.delivery.helpers import Sink, make_certs, start_mta
+
+DOMAINS = ("peer.test", "sink.test", "retry.test", "bounce.test", "expire.test", "sender.test",
+           "tls.test", "bind.test", "many.test", "slow.test", "thr.test", "crash.test",
+           "state.test", "log.test", "conn.test")
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def dns_port():
+    exe = shutil.which("dnsmasq", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if exe is None:
+        pytest.skip("dnsmasq is not installed (./run-tests installs it)")
+    port = _free_udp_port()
+    zone = ["--local=/test/"]
+    for d in DOMAINS:
+        zone += [f"--mx-host={d},mx.{d},10", f"--host-record=mx.{d},127.0.0.1"]
+    zone += ["--mx-host=lim1.test,mx.shared.test,10", "--mx-host=lim2.test,mx.shared.test,10",
+             "--host-record=mx.shared.test,127.0.0.1",
+             "--mx-host=down.test,mx.down.test,10", "--host-record=mx.down.test,127.0.0.9"]
+    proc = subprocess.Popen(
+        [exe, "--no-daemon", "--conf-file=/dev/null", f"--port={port}", "--listen-address=127.0.0.1",
+         "--bind-interfaces", "--no-resolv", "--no-hosts", "--pid-file=", "--local-ttl=60", *zone],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import dns.resolver
+    res = dns.resolver.Resolver(configure=False)
+    res.nameservers, res.port, res.lifetime = ["127.0.0.1"], port, 0.5
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            res.resolve("peer.test", "MX")
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("dnsmasq did not start: " + proc.stderr.read().decode()[-2000:])
+            time.sleep(0.05)
+    yield port
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@pytest.fixture
+def sink():
+    """sink(**cfg) -> a started Sink (see tests/delivery/sink.py); stopped after the test."""
+    made = []
+
+    def make(**cfg) -> Sink:
+        s = Sink(**cfg)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def mta(daemon_factory, dns_port):
+    """mta(glob=..., tail=..., relay=..., hostname=..., files={...}) -> a started MTA."""
+    def make(**parts):
+        return start_mta(daemon_factory, dns_port, **parts)
+    return make
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    return make_certs(str(tmp_path_factory.mktemp("dcerts")))
