@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import gevent
 from gevent import socket as gsocket
 
-from ecmta.actors import smtp_auth
+from ecmta.actors import local_delivery, smtp_auth
 from ecmta.actors.base import EcActor
 from ecmta.actors.mail import Body, DsnParams, MailMessage, message_id_header, new_id
 from ecmta.loggers import bus, records
@@ -600,8 +600,15 @@ class SmtpSession:
     def _commit(self, instances):
         for m in instances:
             m.size = len(m.body.data)     # policy may have edited the content since DATA
+        # maildir / pipe_transport domains are delivered now instead of spooled; every one
+        # must succeed before the 250, else its failure answers the message (nothing spooled)
+        local = local_delivery.LocalDeliveries(self.svc.config(), self.svc.state_dir, instances)
+        failure = local.run()
+        if failure is not None:
+            raise Rejected(failure, local.module)
         try:
-            self.svc.spool().commit(instances).get()
+            if local.spooled:
+                self.svc.spool().commit(local.spooled).get()
         except Exception as exc:
             reply = getattr(exc, "reply", None)
             if reply is None:
@@ -615,10 +622,11 @@ class SmtpSession:
                 now, m.id, m.batch_id, m.conn_id, m.rcpt_localpart, m.rcpt_domain,
                 m.sender_localpart, m.sender_domain, m.peer_ip, m.size, m.protocol,
                 m.binding_group, m.binding, m.ctx_conn, m.ctx_mess))
+        local.log()
         conn = self.vctx.conn
         conn["connection_message_count"] = str(int(conn.get("connection_message_count", "0")) + 1)
-        self.svc.accepted(instances)
-        return Reply(250, "2.0.0", f"OK queued as {self.batch_id}"), False
+        self.svc.accepted(local.spooled)
+        return local.reply or Reply(250, "2.0.0", f"OK queued as {self.batch_id}"), False
 
     def _discard_all(self, reason: str):
         for rcpt, dsn in self.rcpts:
