@@ -840,7 +840,7 @@ class SMTPClient:
     def _on_banner(self, exp: _Exp, code: int, lines: list) -> None:
         text = _text(lines)
         self.greeting = text
-        if code == 220:
+        if code // 100 == 2:                       # 220; any 2xx, as Postfix accepts
             return self._hello()
         fail = _reply_failure(code, text, ST_BANNER)
         self._fail_session(fail, quit=code != 421)   # RFC 5321 3.1: QUIT after a 554
@@ -896,7 +896,7 @@ class SMTPClient:
         self._state = _READY
 
     def _on_starttls(self, exp: _Exp, code: int, lines: list) -> None:
-        if code == 220:
+        if code // 100 == 2:                       # 220 (RFC 3207); any 2xx, as Postfix
             self._state = _TLS
             # RFC 3207 / CVE-2011-0411 reversed: plaintext after the 220 is never a reply.
             self._events.append(UpgradeTLS(self._forget_input()))

@@ -16,8 +16,9 @@ context from `client_tls_context()` (reads certificate files: built once per opt
 in the IO pool when the driver has to build it itself).
 
     conn = OutboundConnection("192.0.2.25", 25, opts, mx_hostname="mx.example.com",
-                              domain="example.com")
+                              domain="example.com", tls_context=ctx_or_None)
     outcomes = conn.deliver(Transaction.for_messages(msgs, loader))
+    results = conn.deliver_many([t1, t2, t3])     # pipelined: one round trip per message
     ... conn.deliver(next_transaction) while conn.usable() ...
     conn.close()                                  # QUIT
 
@@ -30,8 +31,8 @@ reply.
 TLS (config.ref.tls, config.tls_*): `tls = no|ifavailable|required` (in ClientOptions);
 `tls_verify = no` (anything), `ca` (signed by a CA of tls_ca, or the system store when
 unset), `host` (ca + a certificate name (SAN dNSName or CN, `*.` wildcard for one label)
-equal to the MX host name or the domain, else `4.7.5 [internal] SSL certificate subject
-does not match host`), `optional` (as host, but delivery goes on unverified: after a CA
+equal to the MX host name or the domain given to the connection, else `4.7.5 [internal]
+SSL certificate subject does not match host`), `optional` (as host, but delivery goes on unverified: after a CA
 failure the connection is made again without verification). A failed negotiation with
 `tls = ifavailable` and `tls_ifavailable_fallback = true` reconnects in clear and goes on;
 otherwise it is `451 4.7.5 [internal] TLS negotiation failed`. A certificate failure never

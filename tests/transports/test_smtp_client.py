@@ -964,3 +964,19 @@ def test_no_chaining_when_xclient_is_on():
     s.take()
     s.feed(OK_GROUP)
     assert s.take() == BODY + b".\r\n"
+
+
+def test_transaction_for_messages_of_one_batch():
+    from ecmta.actors.mail import DsnParams, MailMessage
+    dsn = DsnParams(("FAILURE",), "rfc822;a@x.example", "HDRS", "env-1")
+    msgs = [MailMessage(id=f"id{i}", batch_id="b", conn_id="c", mailfrom="s@example.org",
+                        rcptto=f"r{i}@x.example", size=1234, peer_ip="192.0.2.9",
+                        peer_port=4711, ctx_conn={"ehlo_domain": "client.example"},
+                        dsn=dsn, auth_user="bob") for i in range(3)]
+    t = C.Transaction.for_messages(msgs, lambda: BODY)
+    assert t.mailfrom == "s@example.org" and [r for r, _ in t.recipients] == \
+        ["r0@x.example", "r1@x.example", "r2@x.example"]
+    assert (t.ret, t.envid, t.size) == ("HDRS", "env-1", 1234)
+    assert t.xclient == {"NAME": "[UNAVAILABLE]", "ADDR": "192.0.2.9", "PORT": "4711",
+                         "HELO": "client.example", "PROTO": "ESMTP", "LOGIN": "bob"}
+    assert t.body_loader() == BODY
