@@ -238,6 +238,10 @@ class SmtpSession:
             if ev is S.NEED_DATA:
                 self._flush()
                 data = self._recv(idle)
+                # before the machine reads the new commands: the MAIL FROM or RSET that
+                # follows a `config reload` is the one answered 421 (Reconfig_Message)
+                if not srv.reconfig_pending:
+                    self._check_reconfig()
                 srv.receive_data(data)
             elif ev is S.CLOSED:
                 self._flush()
