@@ -416,3 +416,29 @@ def test_listener_and_service_session_caps(daemon_factory):
     assert f.cmd("EHLO again").code == 250                # a slot freed: admitted again
     for w in (b, d, f):
         w.close()
+
+
+def test_config_reload_closes_sessions_at_their_next_mail_or_rset(daemon_factory):
+    from ecmta.tests.reception.helpers import start_mta as start
+    m = start(daemon_factory, listener='  Reconfig_Message = "4.3.2 config changed, come back"')
+    idle = m.wire()
+    idle.cmd("EHLO client.test")
+    busy = m.wire()
+    busy.cmd("EHLO client.test")
+    busy.cmd("MAIL FROM:<a@sender.test>")
+    busy.cmd("RCPT TO:<reload@example.com>")
+    assert m.console("config reload") == (True, "")
+    assert idle.cmd("MAIL FROM:<a@sender.test>").raw == b"421 4.3.2 config changed, come back\r\n"
+    assert idle.closed()
+    # a transaction in progress finishes; the next RSET is the one refused
+    assert busy.cmd("DATA").code == 354
+    assert busy.cmd(message("across reload") + b".").code == 250
+    assert busy.cmd("RSET").raw == b"421 4.3.2 config changed, come back\r\n"
+    assert busy.closed()
+    fresh = m.wire()
+    fresh.cmd("EHLO client.test")
+    assert fresh.cmd("MAIL FROM:<a@sender.test>").code == 250     # a new session: new config
+    rej = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(
+        [x for x in m.rejections() if x["E"] == "421"]))
+    assert {x["P"] for x in rej} == {"awaiting mailfrom"}
+    assert {x["text"] for x in rej} == {"4.3.2 config changed, come back"}
