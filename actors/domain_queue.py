@@ -259,9 +259,9 @@ class DomainQueueActor(EcActor):
             if out.status == "delivered":
                 self._delivered(e, out, msg.remote_ip, now)
             elif out.status == "transient":
-                self._transient(e, out.code_text, out.stage, out.bytes_sent, msg.remote_ip, opts, now)
+                self._transient(e, out.text, out.stage, out.bytes_sent, msg.remote_ip, opts, now)
             else:
-                self._fail(e, out.code_text, out.stage, out.bytes_sent, msg.remote_ip,
+                self._fail(e, out.text, out.stage, out.bytes_sent, msg.remote_ip,
                            bounce=bool(opts.generate_bounces))
         self._dispatch()
         self._schedule()
