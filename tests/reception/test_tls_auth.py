@@ -360,3 +360,67 @@ def test_swaks_wrong_password_exits_nonzero(tx):
     assert proc.returncode != 0
     assert "<~* 535 5.7.8 Authentication credentials invalid" in proc.stdout or \
         "<** 535 5.7.8 Authentication credentials invalid" in proc.stdout
+
+
+# -- every extension inside TLS, pipelined and not ------------------------------------------------
+
+TLS_SCRIPT = [
+    b"EHLO client.test\r\n",
+    b"XSETCONTEXT tenant=tls+20tenant\r\n",
+    b"MAIL FROM:<j\xc3\xb6rg@sender.test> SMTPUTF8 BODY=8BITMIME RET=HDRS ENVID=e1\r\n",
+    b"RCPT TO:<tls-a@example.com> NOTIFY=SUCCESS ORCPT=rfc822;tls-a@example.com\r\n",
+    b"RCPT TO:<tls-b@else.test>\r\n",
+    b"RCPT TO:<tls-c@example.com>\r\n",
+    b"DATA\r\n",
+    "Subject: in tls\r\n\r\nGr\u00fc\u00dfe\r\n..dot\r\n.\r\n".encode(),
+    b"MAIL FROM:<a@sender.test>\r\n",
+    b"RCPT TO:<tls-d@example.com>\r\n",
+    b"BDAT 20\r\nSubject: chunk\r\n\r\nab",
+    b"BDAT 4 LAST\r\ncd\r\n",
+    b"XDUMPCONTEXT\r\n",
+    b"QUIT\r\n",
+]
+
+
+def _tls_session(tx, certs, how: str, pipelined: bool) -> list[bytes]:
+    ctx = certs.client_context()
+    if how == "use_ssl":
+        w = tx.wire(tx.d.ports["ssl"], tls=ctx)
+    else:
+        w = tx.wire()
+        w.cmd("EHLO client.test")
+        assert w.cmd("STARTTLS").code == 220
+        w.starttls(ctx)
+    if pipelined:
+        w.send(b"".join(TLS_SCRIPT))
+        out = [w.reply().raw for _ in TLS_SCRIPT]
+    else:
+        out = []
+        for chunk in TLS_SCRIPT:
+            w.send(chunk)
+            out.append(w.reply().raw)
+    assert w.closed()
+    return out
+
+
+@pytest.mark.parametrize("how", ["starttls", "use_ssl"])
+def test_every_extension_inside_tls_pipelined_and_not(tx, certs, how):
+    norm = lambda raws: [re.sub(rb"[0-9A-F]{2}/[0-9A-F]{2}-\d{5}-[0-9A-F]{8}", b"<id>", r)  # noqa: E731
+                         for r in raws]
+    plain = _tls_session(tx, certs, how, pipelined=False)
+    piped = _tls_session(tx, certs, how, pipelined=True)
+    assert norm(piped) == norm(plain)
+    assert [int(r[:3]) for r in plain] == [250, 250, 250, 250, 550, 250, 354, 250, 250, 250, 250,
+                                           250, 250, 221]
+    for raws in (plain, piped):
+        first = queue_id(raws[7].decode())
+        a, c = spooled(tx, first)
+        assert (a.rcptto, c.rcptto) == ("tls-a@example.com", "tls-c@example.com")
+        assert a.mailfrom == "jörg@sender.test" and a.body.endswith("\r\n\r\nGrüße\r\n.dot\r\n".encode())
+        assert (a.dsn.notify, a.dsn.orcpt, a.dsn.ret, a.dsn.envid) == \
+            (("SUCCESS",), "rfc822;tls-a@example.com", "HDRS", "e1")
+        assert a.ctx_conn["tenant"] == "tls tenant" and a.ctx_conn["tls"] == "on"
+        assert "with ESMTPS\r\n" in received(a)
+        (d,) = spooled(tx, queue_id(raws[11].decode()))
+        assert d.body.endswith(b"\r\n\r\nabcd\r\n")
+        assert b"250-[connection] tls on\r\n" in raws[12]
