@@ -274,16 +274,17 @@ class DomainQueueActor(EcActor):
         self.svc.delivered(e, remote_ip, now)
 
     def _transient(self, e: Entry, code: str, stage: int, nbytes: int, remote_ip: str, opts, now) -> None:
-        e.attempts += 1
         e.code = code
         self.last_error = code
         decision, value = retry.after_transient(
-            e.attempts, e.received_at, now, retry_interval=opts.retry_interval,
+            e.attempts + 1, e.received_at, now, retry_interval=opts.retry_interval,
             max_retry_interval=opts.max_retry_interval, max_retries=opts.max_retries,
             expiration=opts.message_expiration, never_retry=opts.never_retry)
         if decision == "fail":
+            # The P line's retries count the attempts before this one, as T and D lines do.
             self._fail(e, value, stage, nbytes, remote_ip, bounce=bool(opts.generate_bounces))
             return
+        e.attempts += 1
         self.svc.transient(e, code, stage, nbytes, remote_ip, now)
         e.next_attempt = value
         e.transient_failures += 1
