@@ -456,7 +456,13 @@ class DomainQueueActor(EcActor):
     def on_restart(self) -> None:
         # In-memory entries survive a failed message; rebuild the queue views from them.
         self.active_hi, self.active, self.delayed = deque(), deque(), []
+        in_flight = {e.id for batch in self.assigned.values() for e in batch}
+        retry_at = time.time() + float(self.opts().retry_interval or 0)
         for e in sorted(self.index.values(), key=lambda e: e.seq):
+            if e.state == "delivering" and e.id not in in_flight:
+                # Its outcome was being handled when the actor failed: try it again later
+                # (not at once: a failure that repeats must not become a delivery loop).
+                e.state, e.next_attempt = "delayed", retry_at
             if e.state == "delayed":
                 self._delay(e)
             elif e.state == "active":
