@@ -23,6 +23,7 @@ import traceback
 from dataclasses import dataclass
 
 import gevent
+from gevent import select as gselect
 from gevent import socket as gsocket
 
 from ecmta.actors import local_delivery, smtp_auth
@@ -322,10 +323,20 @@ class SmtpSession:
         return reply, result.disconnect
 
     def on_connect(self, ev):
-        if self.srv.early_talker:
-            self.vctx.conn["early_talker"] = "yes"
         r = self._phase("validate_connect")
+        # Nothing reads the socket before the banner, so the machine cannot see a client
+        # that talks first: look for pending input once the connect phase (and its tarpit,
+        # the pre-banner pause) is over.
+        if self.srv.early_talker or self._input_pending():
+            self.vctx.conn["early_talker"] = "yes"
         return self._policy_reply(r)
+
+    def _input_pending(self) -> bool:
+        try:
+            readable, _, _ = gselect.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return bool(readable)
 
     def on_helo(self, ev):
         self.vctx.conn["ehlo_domain"] = ev.domain
