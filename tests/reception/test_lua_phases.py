@@ -113,9 +113,16 @@ local mod = {};
 local C, M = msys.core.VCTX_CONN, msys.core.VCTX_MESS
 
 function mod:validate_connect(ac, vctx)
-  -- Example 70.72 (lua.ref.vctx_tarpit), for one source address
-  if msg == nil and string.find(vctx:get(C, "peer_hint") or "", "tarpit") then
+  local hint = vctx:get(C, "peer_hint") or ""
+  -- Example 70.72 (lua.ref.vctx_tarpit), for one Listen
+  if hint == "tarpit" then
     vctx:tarpit(1);
+  elseif hint == "refuse" then
+    vctx:set_code(554, "5.7.1 no service for you")
+    return msys.core.VALIDATE_DONE
+  elseif hint == "busy" then
+    vctx:set_code(421, "4.7.0 too busy, try later")
+    return msys.core.VALIDATE_DONE
   end
   return msys.core.VALIDATE_CONT;
 end
@@ -278,8 +285,11 @@ def lp():
     shared = Shared()
     try:
         yield start_mta(
-            shared.factory, ports={"tarpit": free_port()}, tail=SCRIPTLET,
-            more_listens='  Listen "127.0.0.1:$tarpit" {\n    Context = [ peer_hint = "tarpit" ]\n  }',
+            shared.factory, ports={k: free_port() for k in ("tarpit", "refuse", "busy")},
+            tail=SCRIPTLET,
+            more_listens="\n".join(
+                f'  Listen "127.0.0.1:${k}" {{\n    Context = [ peer_hint = "{k}" ]\n  }}'
+                for k in ("tarpit", "refuse", "busy")),
             files={"myscripts/ehlo_phase.lua": EHLO_PHASE, "myscripts/trail.lua": TRAIL,
                    "myscripts/dispo.lua": DISPO, "myscripts/keep.lua": KEEP,
                    "myscripts/after.lua": AFTER, "myscripts/misnamed.lua": MISNAMED})
@@ -437,6 +447,32 @@ def test_tarpit_holds_the_banner(lp):
     t0 = time.monotonic()
     lp.wire()
     assert time.monotonic() - t0 < 0.9
+
+
+def test_early_talker_is_seen_after_the_pre_banner_pause(lp):
+    w = lp.wire(lp.d.ports["tarpit"], banner=False)
+    w.send(b"EHLO impatient.test\r\n")                  # before the (tarpitted) banner
+    assert w.reply().code == 220
+    assert w.reply().code == 250
+    assert "[connection] early_talker yes" in w.cmd("XDUMPCONTEXT").lines
+    w = lp.wire(lp.d.ports["tarpit"])
+    w.cmd("EHLO patient.test")
+    assert not [ln for ln in w.cmd("XDUMPCONTEXT").lines if "early_talker" in ln]
+
+
+def test_refusals_in_the_connect_phase(lp):
+    w = lp.wire(lp.d.ports["refuse"])
+    assert w.banner.raw == b"554 no service for you\r\n"      # no enhanced code in a greeting
+    assert w.cmd("EHLO client.test").raw == b"503 5.5.1 bad sequence of commands\r\n"
+    assert w.cmd("QUIT").code == 221                          # RFC 5321 3.1: only QUIT
+    w = lp.wire(lp.d.ports["busy"])
+    assert w.banner.raw == b"421 too busy, try later\r\n"
+    assert w.closed()
+    rej = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(
+        [x for x in lp.rejections() if x["P"] == "connect"]))
+    assert sorted((x["E"], x["M"], x["text"]) for x in rej) == [
+        ("421", "scriptlet", "4.7.0 too busy, try later"),
+        ("554", "scriptlet", "5.7.1 no service for you")]
 
 
 def test_set_code_in_data_refuses_the_message(lp):
