@@ -424,3 +424,43 @@ def test_every_extension_inside_tls_pipelined_and_not(tx, certs, how):
         (d,) = spooled(tx, queue_id(raws[11].decode()))
         assert d.body.endswith(b"\r\n\r\nabcd\r\n")
         assert b"250-[connection] tls on\r\n" in raws[12]
+
+
+def test_credentials_added_while_running_are_used_at_once(tx):
+    with smtp(tx) as s:
+        s.ehlo()
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            _auth(s, "PLAIN", "latecomer", "pw-1")
+    add_user(tx.path("auth.db"), "latecomer", "pw-1")
+    with smtp(tx) as s:
+        s.ehlo()
+        assert _auth(s, "PLAIN", "latecomer", "pw-1")[0] == 235
+    add_user(tx.path("auth.db"), "latecomer", "pw-2")          # password changed
+    with smtp(tx) as s:
+        s.ehlo()
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            _auth(s, "PLAIN", "latecomer", "pw-1")
+    with open(tx.path("passwd"), "a") as fh:                    # file:// source
+        fh.write("erin:e-pass\n")
+    with smtp(tx, "files") as s:
+        s.ehlo()
+        assert _auth(s, "LOGIN", "erin", "e-pass")[0] == 235
+
+
+def test_tls_verify_mode_require_refuses_a_client_without_certificate(certs, daemon_factory):
+    from ecmta.tests.reception.helpers import start_mta as start
+    m = start(daemon_factory, ext=EXT,
+              listener=(f'  TLS_Certificate = "{certs.server_cert}"\n  TLS_Key = "{certs.server_key}"\n'
+                        f'  TLS_Client_CA = "{certs.ca}"\n  TLS_Verify_Mode = "require"'))
+    w = m.wire()
+    w.cmd("EHLO client.test")
+    assert w.cmd("STARTTLS").code == 220
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        w.starttls(certs.client_context())
+        w.cmd("EHLO client.test")                  # TLS 1.3 reports the refusal on first use
+    w = m.wire()
+    w.cmd("EHLO client.test")
+    w.cmd("STARTTLS")
+    w.starttls(certs.client_context(cert=True))
+    assert w.cmd("EHLO client.test").code == 250
+    assert "[connection] tls_client_verified yes" in w.cmd("XDUMPCONTEXT").lines
