@@ -30,6 +30,7 @@ retry_interval = 600
 host_failure_retry = 0
 delayed_queue_scan_interval = 1
 connect_timeout = 5
+idle_timeout = 1
 {glob}
 ESMTP_Listener {{
   Listen "127.0.0.1:$smtp" {{ }}
