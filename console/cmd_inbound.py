@@ -16,8 +16,9 @@ time individual states, so "for" is the age of the connection. Momentum's `[floa
 marker (a session off the main scheduler) has no equivalent and is never printed.
 
 `count <type> <spec>` counts open connections by peer address. <type> is `SMTP` (the
-inbound ESMTP sessions; also accepted: `ESMTP`, `inbound`); outbound connection types are
-not available in this version. <spec> is
+inbound ESMTP sessions; also accepted: `ESMTP`, `inbound`); `outbound[/binding]` is
+console/cmd_queue_outbound.py's (it registers `count` and hands inbound types to `count`
+here, using count_lines() for the layout). <spec> is
   - an address or a network (`127.0.0.1`, `10.0.0.0/8`): one line `N sessions`;
   - a mask or a range of masks (`32`, `16-32`): `Displaying 'SMTP' from /16 to /32`, then
     for every /16 network holding sessions its count and network, followed by its /32

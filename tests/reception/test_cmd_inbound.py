@@ -119,7 +119,6 @@ def test_show_inbound_and_count_on_live_sessions(daemon_factory):
 def test_count_and_show_inbound_errors(daemon_factory):
     m = start_mta(daemon_factory)
     for line, text in [("count", "usage: count"), ("count SMTP", "usage: count"),
-                       ("count outbound 16-32", "not available"),
                        ("count ECStream 32", "unknown connection type"),
                        ("count SMTP 40-8", "bad mask range"), ("count SMTP x.y", "is not an IP"),
                        ("show inbound now", "usage: show inbound")]:
