@@ -187,8 +187,9 @@ class ESMTPService:
             return len(sessions)
         return sum(1 for s in sessions.values() if ip_in(s.peer_ip, (cidr,)))
 
-    def throttle_wait(self, rate, pathway: str) -> None:
-        key = (pathway, tuple(rate) if isinstance(rate, (list, tuple)) else rate)
+    def throttle_wait(self, rate, scope) -> None:
+        """Wait for a token of the bucket of `scope` (the stanza defining the throttle)."""
+        key = (scope, tuple(rate) if isinstance(rate, (list, tuple)) else rate)
         bucket = self._buckets.get(key)
         if bucket is None:
             count, seconds = (rate if isinstance(rate, (list, tuple)) else (rate, 1))

@@ -100,6 +100,7 @@ class InboundOptions:
     listener_sessions: int = 0
     service_sessions: int = 0
     inbound_throttle: tuple | None = None
+    inbound_throttle_scope: tuple = ()               # the defining scope: throttles are by reference
     rfc2822_date_header: str = "ifneeded"
     rfc2822_messageid_header: str = "ifneeded"
     rfc2822_missing_headers: str = "reject"
@@ -203,6 +204,7 @@ def build(cfg, listen: str, peer_ip: str) -> InboundOptions:
         listener_sessions=int(g("listener_sessions", 0) or 0),
         service_sessions=int(g("service_sessions", 0) or 0),
         inbound_throttle=g("inbound_throttle_messages", None),
+        inbound_throttle_scope=_scope_key(cfg, "inbound_throttle_messages", ctx),
         rfc2822_date_header=str(g("rfc2822_date_header", "ifneeded")).lower(),
         rfc2822_messageid_header=str(g("rfc2822_messageid_header", "ifneeded")).lower(),
         rfc2822_missing_headers=str(g("rfc2822_missing_headers", "reject")).lower(),
@@ -217,6 +219,19 @@ def build(cfg, listen: str, peer_ip: str) -> InboundOptions:
         tcp_recv_buffer_size=int(g("tcp_recv_buffer_size", 0) or 0),
         tcp_send_buffer_size=int(g("tcp_send_buffer_size", 0) or 0),
     )
+
+
+def _scope_key(cfg, option, ctx) -> tuple:
+    """Where an option is defined, as ((kind, name), ...) from the root: every session whose
+    value comes from the same stanza shares one throttle (conf.ref.outbound_throttle_messages,
+    "Throttles and Fallback": by reference, not by value)."""
+    res = cfg.resolve(option, ctx)
+    scope = res.scope if res is not None else None
+    key = []
+    while scope is not None:
+        key.append((str(scope.kind).lower(), scope.name))
+        scope = scope.parent
+    return tuple(reversed(key))
 
 
 def _pathway_group(cfg, pathway: str) -> str:

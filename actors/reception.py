@@ -704,7 +704,7 @@ class SmtpSession:
     def _throttle(self) -> None:
         rate = self.opts.inbound_throttle
         if rate:
-            self.svc.throttle_wait(rate, self.opts.pathway)
+            self.svc.throttle_wait(rate, self.opts.inbound_throttle_scope)
 
     def _reject_log(self, state: str, reply: Reply, ev=None, m: MailMessage | None = None,
                     text: str | None = None) -> None:
