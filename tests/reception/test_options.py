@@ -442,3 +442,28 @@ def test_config_reload_closes_sessions_at_their_next_mail_or_rset(daemon_factory
         [x for x in m.rejections() if x["E"] == "421"]))
     assert {x["P"] for x in rej} == {"awaiting mailfrom"}
     assert {x["text"] for x in rej} == {"4.3.2 config changed, come back"}
+
+
+def test_a_throttle_is_shared_by_every_scope_that_falls_back_to_it(daemon_factory):
+    """Throttles are by reference: a global 4/1 holds the sum of two pathways to 4/s; a
+    pathway that sets its own 4/1 has a throttle of its own."""
+    from ecmta.tests.reception.helpers import start_mta as start
+    m = start(daemon_factory, ports={"a": free_port(), "b": free_port(), "own": free_port()},
+              glob='inbound_throttle_messages = "4/1"\nPathway "pa" {\n}\nPathway "pb" {\n}\n'
+                   'Pathway "own" {\n  inbound_throttle_messages = "4/1"\n}',
+              more_listens='\n'.join(f'  Listen "127.0.0.1:${p}" {{\n    Pathway = "{n}"\n  }}'
+                                     for p, n in (("a", "pa"), ("b", "pb"), ("own", "own"))))
+
+    def burst(ports, n_each):
+        ws = [wire(m, p) for p in ports]
+        t0 = time.monotonic()
+        for i in range(n_each):
+            for w in ws:
+                assert send(w, message(f"burst {i}")).code == 250
+        return time.monotonic() - t0
+
+    # 2 x 6 = 12 messages against one shared 4/1 bucket: 4 at once, 8 more at 4/s
+    shared = burst(["a", "b"], 6)
+    assert 1.6 <= shared <= 5, shared
+    # the "own" pathway has its own full bucket: 4 messages go through at once
+    assert burst(["own"], 4) < 0.8
