@@ -230,7 +230,8 @@ class ESMTPService:
         cfg = self.config()
         session = SmtpSession(self, sock, addr, local, ep, sid)
         opts = self.inbound(cfg, ep.address, addr[0])
-        info = SessionInfo(sid, sock.fileno(), addr[0], int(addr[1]), local, time.time(), session)
+        info = SessionInfo(sid, sock.fileno(), addr[0], int(addr[1]), local, time.time(), session,
+                           listen=ep.address)
         try:
             admitted = self._proxy.admit(info, opts.listener_sessions, opts.service_sessions).get(timeout=10)
         except Exception:

@@ -52,6 +52,11 @@ class SessionInfo:
     local: str
     started: float
     session: "SmtpSession"
+    listen: str = ""             # the Listen stanza's address (the Listener_Sessions count)
+
+    @property
+    def listen_key(self) -> str:
+        return self.listen or self.local
 
 
 class SessionTable:
@@ -84,22 +89,22 @@ class ReceptionActor(EcActor):
 
     def admit(self, info: SessionInfo, listener_cap: int, service_cap: int) -> bool:
         if service_cap and len(self.sessions) >= service_cap or \
-                listener_cap and self.per_listen.get(info.local, 0) >= listener_cap:
+                listener_cap and self.per_listen.get(info.listen_key, 0) >= listener_cap:
             self.refused += 1
             return False
         self.sessions[info.sid] = info
-        self.per_listen[info.local] = self.per_listen.get(info.local, 0) + 1
+        self.per_listen[info.listen_key] = self.per_listen.get(info.listen_key, 0) + 1
         self.accepted += 1
         return True
 
     def closed(self, sid: int) -> None:
         info = self.sessions.pop(sid, None)
         if info is not None:
-            left = self.per_listen.get(info.local, 1) - 1
+            left = self.per_listen.get(info.listen_key, 1) - 1
             if left > 0:
-                self.per_listen[info.local] = left
+                self.per_listen[info.listen_key] = left
             else:
-                self.per_listen.pop(info.local, None)
+                self.per_listen.pop(info.listen_key, None)
 
     def count(self, ip: str | None = None) -> int:
         if ip is None:
