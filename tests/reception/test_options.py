@@ -467,3 +467,18 @@ def test_a_throttle_is_shared_by_every_scope_that_falls_back_to_it(daemon_factor
     assert 1.6 <= shared <= 5, shared
     # the "own" pathway has its own full bucket: 4 messages go through at once
     assert burst(["own"], 4) < 0.8
+
+
+def test_listener_sessions_counts_a_wildcard_listen_as_one(daemon_factory):
+    """Listen "*:port" is one listener whatever local address a client reaches it on."""
+    from ecmta.tests.reception.helpers import Wire, start_mta as start
+    m = start(daemon_factory, ports={"wild": free_port()},
+              more_listens='  Listen "*:$wild" {\n    Listener_Sessions = 2\n  }')
+    port = m.d.ports["wild"]
+    a = Wire("127.0.0.1", port)
+    b = Wire("127.0.0.2", port)
+    assert a.banner.code == b.banner.code == 220
+    c = Wire("127.0.0.3", port, banner=False)
+    assert c.reply().raw == b"421 4.4.5 Service unavailable, concurrency limit reached\r\n"
+    shown = m.ok("show inbound").splitlines()
+    assert len(shown) == 2 and {ln.split()[3].rsplit(":", 1)[0] for ln in shown} == {"127.0.0.1"}
