@@ -210,17 +210,17 @@ class DomainQueueActor(EcActor):
         if msg.worker not in self.workers or opts.suspend_delivery:
             msg.reply.set(None)
             return
-        if not self.active_count():
-            # Nothing to send: a worker that has no connection yet, or one over the limit,
-            # closes; an open connection waits idle_timeout for more mail (its caller's
-            # timeout, conf.ref.idle_timeout).
-            limit = int(opts.max_outbound_connections)
-            if msg.worker not in self.connected or (limit >= 0 and len(self.workers) > limit):
-                msg.reply.set(None)
-                return
-        batch = self._take_batch(msg.worker, opts)
+        batch = self._take_batch(msg.worker, opts) if self.active_count() else []
         if batch:
             msg.reply.set(batch)
+            return
+        # Nothing to send: a worker that has no connection yet, one over the limit, or any
+        # with idle_timeout 0 closes; an open connection waits idle_timeout for more mail
+        # (its caller's timeout, conf.ref.idle_timeout).
+        limit = int(opts.max_outbound_connections)
+        if msg.worker not in self.connected or float(opts.idle_timeout or 0) <= 0 or \
+                (limit >= 0 and len(self.workers) > limit):
+            msg.reply.set(None)
         else:
             self.waiting[msg.worker] = msg.reply
 
