@@ -45,7 +45,7 @@ Decisions (the pages leave them open):
   appended to output_file/error_file (default /dev/null; relative paths under the state
   directory). Exit 0 -> 250; a `code` entry maps a status to its reply; any other status ->
   `504 5.5.0 pipe transport gave exit status %d` (a program killed by signal N reports
-  128+N). `timeout` (ecmta extension, default 300 s) kills the process group and answers
+  128+N). `program_timeout` (ecmta extension, default 300 s) kills the process group and answers
   `451 4.4.1`. A program that cannot be started answers 451 4.3.0.
 - Misconfigured stanzas (no basedir/program_name, bad mode, bad code entry) still claim
   their domains and answer 451 4.3.5, with one paniclog line per generation, so mail is
@@ -181,7 +181,7 @@ def parse_codes(mapping) -> dict:
 def _pipe_target(scope, state_dir: str) -> Target:
     name = scope.name or PIPE
     kw = dict(module=PIPE, name=name, domains=_domains(_opt(scope, "domain")),
-              timeout=float(_opt(scope, "timeout", DEFAULT_PIPE_TIMEOUT) or DEFAULT_PIPE_TIMEOUT))
+              timeout=float(_opt(scope, "program_timeout", DEFAULT_PIPE_TIMEOUT) or DEFAULT_PIPE_TIMEOUT))
     try:
         program = _opt(scope, "program_name")
         if not program:
@@ -307,6 +307,8 @@ def maildir_write(mailbox: str, name: str, data: bytes, dirmode: int, filemode: 
     for attempt in range(10):
         uniq = name if attempt == 0 else f"{name}_{attempt}"
         tmp = os.path.join(mailbox, "tmp", uniq)
+        if os.path.lexists(os.path.join(mailbox, "new", uniq)):
+            continue                  # rename would replace a delivered message
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, filemode)
         except FileExistsError:
@@ -426,7 +428,7 @@ def run_pipe(t: Target, m, data: bytes) -> tuple[bool, Reply | None, int]:
     status = _feed_and_wait(proc, data, t.timeout)
     if status is None:
         panic(f'pipe_transport "{t.name}": {t.argv[0]} ran longer than {t.timeout:g} seconds for '
-              f"{m.id}; killed", subsystem=PIPE, level="WARNING")
+              f"{m.id}; killed", subsystem=PIPE)
         return False, Reply(451, "4.4.1", f"pipe transport program timed out after {t.timeout:g} "
                                           "seconds; try again later"), STAGE_CONFIRM
     reply = exit_reply(t, status)

@@ -282,7 +282,8 @@ MODULE_OPTIONS = {
             description="The program (and its arguments) the message is piped into"),
         # Not on the page (ecmta extension): a program that runs longer is killed and the
         # client gets 451 4.4.1, so a hung program cannot hold the SMTP session forever.
-        _mo("timeout", "interval", 300, module="pipe_transport", doc=_PIPE,
+        # (Not named `timeout`: the core Timeout's BUILT_SCOPES entry would refuse it here.)
+        _mo("program_timeout", "interval", 300, module="pipe_transport", doc=_PIPE,
             description="ecmta: seconds the program may run before it is killed (451 4.4.1)"),
     ],
 }
