@@ -28,7 +28,7 @@ import socket
 import time
 
 import gevent
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 
 from ecmta import pools
 from ecmta.actors import dsn as dsnmod
@@ -89,6 +89,7 @@ class DeliveryService:
         self.workers = set()
         self._helpers = set()
         self._idle = set()               # workers waiting on an idle connection
+        self._host_freed = Event()       # set (and replaced) when a host connection closes
         daemon.accepted_hooks.append(self.enqueue)
         daemon.recovered_hooks.append(self.recovered)
         bus.subscribe((records.Rejection,), self._count_rejection)
@@ -218,6 +219,10 @@ class DeliveryService:
         g.link(lambda _g: self.workers.discard(_g))
         return wid
 
+    def _wake_host_waiters(self) -> None:
+        freed, self._host_freed = self._host_freed, Event()
+        freed.set()
+
     def _release(self, binding: str) -> None:
         self.connections -= 1
         left = self.per_binding.get(binding, 1) - 1
@@ -255,11 +260,13 @@ class DeliveryService:
         finally:
             self.outbound.pop(wid, None)
             if conn is not None:
-                self.per_host[conn.remote[0]] = self.per_host.get(conn.remote[0], 1) - 1
                 try:
                     conn.close()
                 except Exception:
                     pass
+                finally:        # counted until closed: Host limits hold at the remote
+                    self.per_host[conn.remote[0]] = self.per_host.get(conn.remote[0], 1) - 1
+                    self._wake_host_waiters()
             self._release(binding)
             if ref.is_alive():
                 ref.tell(Q.QueueWorkerExit(wid))
@@ -313,7 +320,17 @@ class DeliveryService:
                 v = cfg.value("max_outbound_connections", EvalContext(host=t.host))
                 return -1 if v is None else int(v)
             target = routing.choose_target(result.groups, self.per_host, limit, reachable)
+            if target is None and not tried and self.running and \
+                    routing.choose_target(result.groups, {}, limit, reachable) is not None:
+                # Every reachable host is at its Host max_outbound_connections: that is no
+                # delivery failure; wait for a connection to one of them to close.
+                freed = self._host_freed
+                freed.wait(timeout=1.0)
+                now = time.time()
+                continue
             if target is None:
+                if not self.running:
+                    return None, None       # stopping: the batch goes back to its queue
                 ref.tell(Q.QueueConnectFailed(wid, last, batch=tuple(batch)))
                 return None, None
             tried.add(target.ip)
@@ -324,6 +341,7 @@ class DeliveryService:
                 self._time_host(target.ip, 0, conn.connect_time)
                 return conn, target
             self.per_host[target.ip] -= 1
+            self._wake_host_waiters()
             self.host_failed_until[target.ip] = time.time() + float(opts.host_failure_retry or 0)
             self.host_failed_at[target.ip] = time.time()
             last = fail.text
