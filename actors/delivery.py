@@ -90,6 +90,7 @@ class DeliveryService:
         self._helpers = set()
         self._idle = set()               # workers waiting on an idle connection
         self._host_freed = Event()       # set (and replaced) when a host connection closes
+        self._starved: dict = {}         # queue name -> ref refused a server connection slot
         daemon.accepted_hooks.append(self.enqueue)
         daemon.recovered_hooks.append(self.recovered)
         bus.subscribe((records.Rejection,), self._count_rejection)
@@ -199,6 +200,7 @@ class DeliveryService:
         cfg = self.config()
         cap = int(cfg.value("server_max_outbound_connections", default=20000) or 0)
         if cap > 0 and self.connections >= cap:
+            self._starved[q.name] = q.actor_ref      # told to try again when one closes
             return False
         if q.binding != "default":
             bcap = cfg.value("server_max_outbound_connections",
@@ -207,6 +209,7 @@ class DeliveryService:
                                        EvalContext(binding=q.binding))
             if bcap and scope is not None and scope.lkind == "binding" and \
                     self.per_binding.get(q.binding, 0) >= int(bcap):
+                self._starved[q.name] = q.actor_ref
                 return False
         return True
 
@@ -230,6 +233,13 @@ class DeliveryService:
             self.per_binding[binding] = left
         else:
             self.per_binding.pop(binding, None)
+        if self._starved and self.running:
+            # Queues refused a connection by server_max_outbound_connections try again now
+            # rather than at their next maintainer scan.
+            starved, self._starved = self._starved, {}
+            for ref in starved.values():
+                if ref.is_alive():
+                    ref.tell(Q.QueueMaintain())
 
     def _throttle(self, key, rate) -> None:
         if not rate:
