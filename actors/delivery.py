@@ -357,7 +357,8 @@ class DeliveryService:
             last = fail.text
             if fail.status == "permanent" or fail.stage not in (STAGE_NOT_CONNECTED, 12):
                 ref.tell(Q.QueueConnectFailed(wid, fail.text, permanent=fail.status == "permanent",
-                                              stage=fail.stage, batch=tuple(batch)))
+                                              stage=fail.stage, batch=tuple(batch),
+                                              remote_ip=target.ip))
                 return None, None
 
     def _open(self, opts, domain: str, target, first: Entry) -> OutboundConnection:

@@ -315,9 +315,9 @@ class DomainQueueActor(EcActor):
             if e.id not in self.index:
                 continue
             if msg.permanent:
-                self._fail(e, msg.code, msg.stage, 0, "", bounce=bool(opts.generate_bounces))
+                self._fail(e, msg.code, msg.stage, 0, msg.remote_ip, bounce=bool(opts.generate_bounces))
             else:
-                self._transient(e, msg.code, msg.stage, 0, "", opts, now)
+                self._transient(e, msg.code, msg.stage, 0, msg.remote_ip, opts, now)
         if msg.permanent:
             self._fail_all(Q.QueueFailAll(msg.code, bool(opts.generate_bounces)))
         elif self._domain_unreachable(opts, now):

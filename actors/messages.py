@@ -50,6 +50,7 @@ class QueueConnectFailed:
     permanent: bool = False
     batch: tuple = ()
     stage: int = 0
+    remote_ip: str = ""          # the host that failed after the connection was made
 
 
 @dataclass(frozen=True, slots=True)
