@@ -144,7 +144,8 @@ def parse_mode(value) -> int:
 
 
 def _domains(*lists) -> frozenset:
-    return frozenset(str(d).strip().rstrip(".").lower() for lst in lists for d in (lst or ()) if str(d).strip())
+    names = (str(d).strip().rstrip(".").lower() for lst in lists for d in (lst or ()))
+    return frozenset(n for n in names if n)
 
 
 def _maildir_target(scope, state_dir: str) -> Target:
@@ -283,10 +284,6 @@ def _make_tree(path: str, mode: int) -> None:
     for d in reversed(missing):
         if _mkdir(d, mode):
             _fsync_dir(os.path.dirname(d))
-
-
-def mailbox_exists(mailbox: str) -> bool:
-    return os.path.isdir(mailbox)
 
 
 def missing_mailboxes(mailboxes: list) -> list:
