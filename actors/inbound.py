@@ -216,8 +216,12 @@ def build(cfg, listen: str, peer_ip: str) -> InboundOptions:
         tls_protocols=g("tls_protocols", "") or "",
         tls_verified_peer_can_relay=bool(g("tls_verified_peer_can_relay", False)),
         auth=auth,
-        tcp_recv_buffer_size=int(g("tcp_recv_buffer_size", 0) or 0),
-        tcp_send_buffer_size=int(g("tcp_send_buffer_size", 0) or 0),
+        # Only when configured: the documented 4096 default would throttle DATA to a crawl on
+        # loopback, and the page says 0 (unset) leaves the size to the operating system.
+        tcp_recv_buffer_size=int(g("tcp_recv_buffer_size", 0) or 0)
+        if _raw_defined(cfg, "tcp_recv_buffer_size", ctx) else 0,
+        tcp_send_buffer_size=int(g("tcp_send_buffer_size", 0) or 0)
+        if _raw_defined(cfg, "tcp_send_buffer_size", ctx) else 0,
     )
 
 
