@@ -107,12 +107,12 @@ def test_validate_config_exit_codes(tmp_path):
     assert (res.returncode, res.stdout) == (0, "Configuration valid\n")
     res = run("ecmta.cli.validate_config", "-c", str(tmp_path / "none.conf"))
     assert (res.returncode, res.stdout) == (1, "No configuration found\n")
-    bad = write(tmp_path, "bad.conf", 'ThreadPool "IO" {\n  Concurrency = x\n}\nMessage_Expiration = 5\n')
+    bad = write(tmp_path, "bad.conf", 'ThreadPool "IO" {\n  Concurrency = x\n}\nAdaptive_Enabled = true\n')
     res = run("ecmta.cli.validate_config", "-c", bad)
     assert res.returncode == 1 and res.stdout == ""
     assert res.stderr.splitlines() == [
         f"{bad}:2: bad value for option 'Concurrency': expected an integer, got \"x\"",
-        f"{bad}:4: option 'Message_Expiration' is not available in this version"]
+        f"{bad}:4: option 'Adaptive_Enabled' is not available in this version"]
 
 
 def test_entry_points_are_declared():

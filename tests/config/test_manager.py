@@ -125,7 +125,7 @@ def test_set_validates_like_the_file(conf):
     with pytest.raises(ConfigError, match="not valid in scope 'ThreadPool'"):
         m.set(IO, "file_mode", "0600")
     with pytest.raises(ConfigError, match="is not available in this version"):
-        m.set((), "message_expiration", "5")
+        m.set((), "adaptive_enabled", "true")
     with pytest.raises(ConfigError, match="scope 'Listen' is not valid inside 'Global'"):
         m.set((("Listen", ":25"),), "enable", "true")
     assert m.current.generation == 1

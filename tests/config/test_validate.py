@@ -303,8 +303,8 @@ MALFORMED = [
     ('ThreadPool "IO" {\n\n  Concurrency = lots\n}\n', 3, "bad value for option 'Concurrency': expected an integer"),
     ('Control_Listener {\n  Listen "/tmp/x" {\n    File_Mode = 0999\n  }\n}\n', 3, "expected an octal number"),
     ("Local_Changes_Only = maybe\n", 1, "expected a boolean"),
-    ("Message_Expiration = 60\n", 1, "option 'Message_Expiration' is not available in this version"),
-    ('ec_logger "ec_logger" {\n}\n', 1, "module 'ec_logger' is not available in this version"),
+    ("Adaptive_Enabled = true\n", 1, "option 'Adaptive_Enabled' is not available in this version"),
+    ('cloudmark {\n}\n', 1, "module 'cloudmark' is not available in this version"),
     ('no_such_module "x" {\n}\n', 1, "unknown scope or module 'no_such_module'"),
     ("ThreadPool {\n}\n", 1, "needs an instance name"),
     ('Control_Listener "x" {\n}\n', 1, "takes no instance name"),
@@ -353,7 +353,7 @@ def test_every_error_is_collected_in_one_exception(tmp_path):
 
 
 def test_allow_unbuilt_only_skips_built_checks(tmp_path):
-    path = write(tmp_path, "u.conf", "Message_Expiration = 60\nnot_an_option = 1\n")
+    path = write(tmp_path, "u.conf", "Adaptive_Enabled = true\nnot_an_option = 1\n")
     errs = errors_of(path, allow_unbuilt=True)
     assert where(errs) == [("u.conf", 2)]
 
