@@ -149,7 +149,7 @@ class DeliveryService:
             e = Entry(m, keep_body=False)
             if m.state == "delivering":
                 panic(f"message {m.id} to {m.rcptto} was being delivered when ecelerity stopped; "
-                      "delivering it again (it may arrive twice)", subsystem="spool", level="WARNING")
+                      "delivering it again (it may arrive twice)", subsystem="spool", level="ERROR")
             entries.append(e)
         if not self.running:
             self._pending.extend(entries)
