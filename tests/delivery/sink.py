@@ -21,7 +21,9 @@ Config (JSON):
     data                [reply, ...]: the reply to the n-th message (the last repeats);
                         default "250 2.0.0 OK"
     hold                seconds to wait before answering each end of data (keeps the
-                        session busy, so concurrency can be measured)
+                        session busy, so concurrency can be measured); a list gives the
+                        wait for the n-th message (the last repeats). A `data_end` event is
+                        written before the wait.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Sink:
         self.messages = 0
         self.rcpt_seen: dict[str, int] = {}
         self.data_seen = 0
+        self.ends = 0
         self.ctx = None
         if cfg.get("tls"):
             ctx = gssl.SSLContext(gssl.PROTOCOL_TLS_SERVER)
@@ -155,9 +158,13 @@ class Sink:
             elif isinstance(ev, S.DataChunk):
                 body.append(ev.data)
             elif isinstance(ev, S.DataEnd):
-                hold = float(self.cfg.get("hold") or 0)
+                hold = self.cfg.get("hold") or 0
+                if isinstance(hold, list):      # per message, the last one repeats
+                    hold = hold[min(self.ends, len(hold) - 1)]
+                self.ends += 1
+                self.event(ev="data_end", conn=conn, rcpts=list(rcpts), size=len(b"".join(body)))
                 if hold:
-                    gevent.sleep(hold)
+                    gevent.sleep(float(hold))
                 reply = self.data_reply()
                 data = b"".join(body)
                 self.messages += 1
