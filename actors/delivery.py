@@ -29,6 +29,7 @@ import time
 
 import gevent
 from gevent.event import AsyncResult, Event
+from gevent.lock import Semaphore
 
 from ecmta import pools
 from ecmta.actors import dsn as dsnmod
@@ -68,6 +69,7 @@ class DeliveryService:
     def __init__(self, daemon) -> None:
         self.daemon = daemon
         self.queues: dict[tuple, object] = {}
+        self._creating = Semaphore()
         self.qopts = QueueOptionsCache()
         self.stats = DeliveryStats()
         self.running = False
@@ -174,9 +176,15 @@ class DeliveryService:
             ref = self.daemon.supervisor.ref(self._actor_key(key))
             self.queues[key] = ref
         if ref is None and create:
-            ref = self.daemon.supervisor.spawn(DomainQueueActor, self, binding, group, domain,
-                                               key=self._actor_key(key))
-            self.queues[key] = ref
+            # Starting an actor yields (the thread start waits): without the lock two
+            # greenlets (two bounces, say) could both create this queue, and the messages
+            # given to the first one would sit in an actor nobody knows.
+            with self._creating:
+                ref = self.queues.get(key)
+                if ref is None:
+                    ref = self.daemon.supervisor.spawn(DomainQueueActor, self, binding, group,
+                                                       domain, key=self._actor_key(key))
+                    self.queues[key] = ref
         return ref
 
     def ask_all(self, make_msg, timeout: float = 10.0) -> list:
