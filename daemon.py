@@ -157,7 +157,24 @@ class Daemon:
                 reopen()
 
     def modules(self) -> list[dict]:
-        return []
+        """The module stanzas of the running configuration, as `module list` shows them."""
+        from ecmta.config import registry
+
+        out, seen = [], set()
+        for spec in registry.MODULES.values():
+            for scope in self.config.current.scopes(spec.name):
+                key = (spec.name, scope.name)
+                if key in seen:
+                    continue
+                seen.add(key)
+                enabled = scope.options.get("enabled")
+                out.append({
+                    "module": spec.name, "scope_name": spec.name,
+                    "instance_name": None if spec.singleton else (scope.name or spec.name),
+                    "enabled": "enabled" if enabled is None or enabled.value else "disabled",
+                    "api": spec.api, "name": f"ecmta.{spec.name}", "description": spec.description,
+                })
+        return out
 
     # -- pidfile -------------------------------------------------------------------
     def _write_pidfile(self) -> None:
