@@ -327,7 +327,8 @@ def submit(host: str, port: int, msg: bytes, sender: str, rcpts: list[str], o: O
                 ropts.append(f"NOTIFY={o.notify}")
         code, text = s.mail(sender, mopts)
         if code != 250:
-            raise Failed(_status_of(code), f"sender <{sender}> refused: {code} {text.decode(errors='replace')}")
+            raise Failed(_status_of(code),
+                         f"sender <{sender}> refused: {code} {text.decode(errors='replace')}")
         refused, accepted = [], []
         for r in rcpts:
             code, text = s.rcpt(r, ropts)

@@ -329,7 +329,8 @@ def test_max_line_length_pedantic_fix_and_policy(op):
     mid = b"Subject: mid\r\n\r\n" + b"y" * 150 + b"\r\n"
     assert send(wire(op, "lenrej"), mid).raw == b"550 5.6.0 Body line too long (see RFC2822 section 3.5)\r\n"
     hdr = b"Subject: " + b"h" * 150 + b"\r\n\r\nbody\r\n"
-    assert send(wire(op, "lenrej"), hdr).raw == b"550 5.6.0 Header line too long (see RFC2822 section 3.5)\r\n"
+    assert send(wire(op, "lenrej"), hdr).raw == \
+        b"550 5.6.0 Header line too long (see RFC2822 section 3.5)\r\n"
     m = stored(op, send(wire(op, "lenfix"), mid))
     body_lines = m.body.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
     assert max(len(x) for x in body_lines) <= 100 and b"".join(body_lines) == b"y" * 150
@@ -360,7 +361,8 @@ def test_idle_time_bounds_a_silent_tls_handshake(op, certs, daemon_factory):
     from ecmta.tests.reception.helpers import start_mta as start
     m = start(daemon_factory, ports={"ssl": free_port()},
               more_listens=(f'  Listen "127.0.0.1:$ssl" {{\n    Use_SSL = true\n    Idle_Time = 1\n'
-                            f'    TLS_Certificate = "{certs.server_cert}"\n    TLS_Key = "{certs.server_key}"\n  }}'))
+                            f'    TLS_Certificate = "{certs.server_cert}"\n'
+                            f'    TLS_Key = "{certs.server_key}"\n  }}'))
     s = socket.create_connection(("127.0.0.1", m.d.ports["ssl"]), timeout=10)
     t0 = time.monotonic()
     assert s.recv(100) == b""                          # closed by the server, not by our timeout

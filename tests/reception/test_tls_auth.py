@@ -240,7 +240,8 @@ def test_auth_failure_is_535_logged_and_does_not_relay(tx, mech):
         port = s.sock.getsockname()[1]
         with pytest.raises(smtplib.SMTPAuthenticationError) as err:
             _auth(s, mech, password="wrong")
-        assert (err.value.smtp_code, err.value.smtp_error) == (535, b"5.7.8 Authentication credentials invalid")
+        assert (err.value.smtp_code, err.value.smtp_error) == \
+            (535, b"5.7.8 Authentication credentials invalid")
         s.mail("a@sender.test")
         assert s.rcpt("x@else.test") == (550, b"5.7.1 relaying denied")
     rej = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(
