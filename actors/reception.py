@@ -466,8 +466,8 @@ class SmtpSession:
         return Reply(250, "", "\n".join(lines + ["XDUMPCONTEXT complete"])), False
 
     def on_xclient(self, ev):
-        if not self.opts.peer_can_relay(self.peer_ip):
-            raise Rejected(Reply(550, "5.7.0", "XCLIENT not permitted from this address"))
+        # Trust is the operator's: XCLIENT is offered only where SMTP_Extensions lists it,
+        # typically in a Peer scope for the relays allowed to use it (esmtp_listener.extensions).
         addr = ev.attrs.get("ADDR")
         if addr and addr not in ("[UNAVAILABLE]", "[TEMPUNAVAIL]"):
             self.peer_ip = addr.removeprefix("IPV6:")
@@ -478,8 +478,7 @@ class SmtpSession:
         return None, False
 
     def on_xremoteip(self, ev):
-        if not self.opts.peer_can_relay(self.peer_ip):
-            raise Rejected(Reply(550, "5.7.0", "XREMOTEIP not permitted from this address"))
+        # Offered only where SMTP_Extensions lists it (a trusted extension, like XCLIENT).
         # "as if the client originally connected from the provided IP address": the
         # Peer-scoped options and the relay decision follow the new address.
         self.peer_ip = ev.addr

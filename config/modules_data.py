@@ -300,4 +300,15 @@ def _with_data(spec: ModuleSpec) -> ModuleSpec:
                    subscopes=subs or spec.subscopes)
 
 
-MODULES = [_with_data(spec) for spec in _SPECS]
+# What to tell an operator whose config names a module ecmta does not have.
+HINTS = {
+    "alerting": "ecmta's scriptlet does not need it and nothing sends alerts yet; remove the stanza",
+    "cloudmark": "Cloudmark's engine cannot run here",
+    "brightmail": "Brightmail's engine cannot run here",
+    "beik": "the Brightmail engine cannot run here",
+    "csapi": "Symantec CSAPI cannot run here",
+    "commtouch_ctasd": "Commtouch's engine cannot run here",
+    "eleven": "the eXpurgate engine cannot run here",
+}
+
+MODULES = [replace(_with_data(spec), hint=HINTS.get(spec.name.lower(), "")) for spec in _SPECS]

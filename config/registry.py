@@ -64,6 +64,7 @@ class ModuleSpec:
     built: bool = False
     api: str = ""                  # `module list` API: Logger, Singleton, Validation, ...
     description: str = ""
+    hint: str = ""                 # said after "not available in this version" (what to do)
     options: dict = field(default_factory=dict)    # lower name -> OptionSpec (built modules)
     subscopes: dict = field(default_factory=dict)  # lower name -> ScopeSpec (e.g. scriptlet's script)
 

@@ -352,7 +352,11 @@ class Builder:
 
     def _scope_problem(self, ck: ChildKind, name) -> str | None:
         if not ck.built and not self.allow_unbuilt:
-            return f"{ck.what} '{ck.kind}' is not available in this version"
+            hint = ""
+            if ck.what == "module":
+                spec = self.reg.module(ck.kind)
+                hint = getattr(spec, "hint", "") if spec is not None else ""
+            return f"{ck.what} '{ck.kind}' is not available in this version" + (f" ({hint})" if hint else "")
         if ck.named is True and name is None:
             return f"scope '{ck.kind}' needs an instance name, e.g. {ck.kind} \"name\" {{ }}"
         if ck.named is False and name is not None:

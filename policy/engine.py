@@ -348,6 +348,8 @@ class PolicyEngine:
                     self._log_failure(phase, name, M.s(value) if not ok else None)
                     error = True
                     break
+                if phase == DEALLOC:
+                    continue          # teardown: its return value means nothing (docs return none)
                 verdict = int(value)
                 if verdict == M.VALIDATE_DONE:
                     break

@@ -38,3 +38,17 @@ def test_console_scripts_keep_momentum_names(wheel):
     text = zf.read(ep).decode()
     for exe in ("ecelerity", "ec_ctl", "ec_console", "validate_config", "ec_dump_config"):
         assert f"{exe} = ecmta.cli." in text, exe
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    """A folder with an __init__.py that pyproject.toml does not list would be missing
+    from the wheel (the package list is explicit, see docs/design.md §1)."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for init in ROOT.rglob("__init__.py"):
+        rel = init.parent.relative_to(ROOT)
+        if any(part.startswith(".") or part in ("build", "dist") for part in rel.parts):
+            continue
+        found.add(".".join(("ecmta",) + rel.parts))
+    assert found <= listed, sorted(found - listed)

@@ -47,7 +47,7 @@ def test_ehlo_example_prints_to_paniclog():
                                "discard": None, "msg_code": None, "verdict": CONT,
                                "again": False, "retry_after": 0.0, "error": False,
                                "module": None}
-    assert panic_texts(r) == ["scriptlet: ehlo string is: EHLO client.example"]
+    assert panic_texts(r) == ["scriptlet: ehlo string is:\tEHLO client.example"]
 
 
 def test_disconnect_example():

@@ -570,8 +570,6 @@ msys.registerModule("bare", bare);
 """
 
 
-@pytest.mark.xfail(strict=True, reason="policy/engine.py: a validate_dealloc without a return "
-                   "value raises TypeError in int(None) (reported to the policy owner)")
 def test_validate_dealloc_without_a_return_value(daemon_factory):
     m = start_mta(daemon_factory, files={"bare.lua": BARE_DEALLOC},
                   tail='scriptlet "scriptlet" {\n  script "bare" {\n    source = "bare"\n  }\n}')

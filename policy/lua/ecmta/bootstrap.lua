@@ -245,7 +245,7 @@ function print(...)
   local n = select("#", ...)
   local parts = {}
   for i = 1, n do parts[i] = tostring((select(i, ...))) end
-  api.print(table.concat(parts, " "))
+  api.print(table.concat(parts, "\t"))
 end
 
 ---------------------------------------------------------------------------------------------
