@@ -23,6 +23,7 @@ import gevent
 
 from ecmta import paths
 from ecmta.loggers import bus, formats, panic, records
+from ecmta.loggers.base import LoggerActor, attach
 from ecmta.loggers.writer import FileWriterActor, WriterFlush, WriterLine, WriterReopen
 
 DEFAULT_PANICLOG = "log/paniclog.ec"
@@ -62,6 +63,26 @@ class _Instance:
     writers: dict
     switches: dict
     handles: list
+    actor: object = None
+
+
+class EcLoggerActor(LoggerActor):
+    """One ec_logger instance: mainlog D/R/T/P, rejectlog, acctlog lines."""
+
+    def __init__(self, name: str, writers: dict, switches: dict) -> None:
+        super().__init__(name, writers)
+        self.switches = switches
+
+    def render(self, rec):
+        if isinstance(rec, records.Rejection):
+            yield "rejectlog", formats.rejectlog(rec)
+        elif isinstance(rec, records.Auth):
+            yield "acctlog", acctlog_auth(rec)
+        elif isinstance(rec, records.Failure):
+            if self.switches["log_permanent_failures" if rec.permanent else "log_transient_failures"]:
+                yield "mainlog", formats.mainlog(rec)
+        else:
+            yield "mainlog", formats.mainlog(rec)
 
 
 class LoggingService:
@@ -139,45 +160,32 @@ class LoggingService:
         switches = {name: bool(_opt(scope, name, True)) for name in SWITCHES}
         switches["log_errors"] = bool(_opt(scope, "log_errors", True))
         inst = _Instance(scope.name or "ec_logger", writers, switches, [])
-        if "mainlog" in writers:
-            inst.handles.append(bus.subscribe(self._mainlog_kinds(switches), self._mainlog_cb(inst)))
-        if "rejectlog" in writers and switches["log_rejections"]:
-            inst.handles.append(bus.subscribe((records.Rejection,), self._rejectlog_cb(inst)))
-        if "acctlog" in writers:
-            inst.handles.append(bus.subscribe((records.Auth,), self._acctlog_cb(inst)))
+        kinds = self._kinds(inst)
+        if kinds:
+            self._serial += 1
+            key = f"logger:ec_logger:{self._serial}"
+            ref = self.daemon.supervisor.spawn(EcLoggerActor, inst.name, writers, switches, key=key)
+            self._keys[id(ref)] = key
+            inst.actor = ref
+            inst.handles.append(attach(ref, kinds))
         return inst
 
     @staticmethod
-    def _mainlog_kinds(switches) -> tuple:
+    def _kinds(inst: _Instance) -> tuple:
+        sw, w = inst.switches, inst.writers
         kinds = []
-        if switches["log_receptions"]:
-            kinds.append(records.Reception)
-        if switches["log_deliveries"]:
-            kinds.append(records.Delivery)
-        if switches["log_transient_failures"] or switches["log_permanent_failures"]:
-            kinds.append(records.Failure)
+        if "mainlog" in w:
+            if sw["log_receptions"]:
+                kinds.append(records.Reception)
+            if sw["log_deliveries"]:
+                kinds.append(records.Delivery)
+            if sw["log_transient_failures"] or sw["log_permanent_failures"]:
+                kinds.append(records.Failure)
+        if "rejectlog" in w and sw["log_rejections"]:
+            kinds.append(records.Rejection)
+        if "acctlog" in w:
+            kinds.append(records.Auth)
         return tuple(kinds)
-
-    @staticmethod
-    def _mainlog_cb(inst: _Instance):
-        writer, sw = inst.writers["mainlog"], inst.switches
-
-        def on_record(rec) -> None:
-            if isinstance(rec, records.Failure):
-                if not sw["log_permanent_failures" if rec.permanent else "log_transient_failures"]:
-                    return
-            writer.tell(WriterLine(formats.mainlog(rec)))
-        return on_record
-
-    @staticmethod
-    def _rejectlog_cb(inst: _Instance):
-        writer = inst.writers["rejectlog"]
-        return lambda rec: writer.tell(WriterLine(formats.rejectlog(rec)))
-
-    @staticmethod
-    def _acctlog_cb(inst: _Instance):
-        writer = inst.writers["acctlog"]
-        return lambda rec: writer.tell(WriterLine(acctlog_auth(rec)))
 
     def _writer(self, path: str, kind: str, mode: int):
         self._serial += 1
@@ -230,6 +238,10 @@ class LoggingService:
         for inst in instances:
             for handle in inst.handles:
                 bus.unsubscribe(handle)
+            if inst.actor is not None:
+                self.daemon.supervisor.forget(self._keys.pop(id(inst.actor), ""))
+                if inst.actor.is_alive():
+                    inst.actor.stop(timeout=5)   # its mailbox is drained into the writers first
         for ref in refs:
             # Stopped on purpose: the supervisor must not bring it back.
             self.daemon.supervisor.forget(self._keys.pop(id(ref), ""))

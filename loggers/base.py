@@ -1,0 +1,44 @@
+"""The logger actor: one log module instance, records in, lines out.
+
+Owns: the rule every log module follows. A `LoggerActor` subclass declares the record
+types it renders (`kinds`) and a `render(record)` that yields (target, line) pairs, one
+target per file it writes (e.g. "mainlog", "rejectlog"); the actor tells each line to the
+FileWriterActor of that target. `attach()` subscribes a started logger to the log bus, so
+publishing a record costs one tell per logger and never waits for a disk.
+
+Talks to: the log bus (records arrive by tell), its writer actors. A render that raises
+is a failure of that record only: the actor restart rule writes it to the paniclog and
+the next record is rendered as usual.
+"""
+
+from __future__ import annotations
+
+from ecmta.actors.base import EcActor
+from ecmta.loggers import bus
+from ecmta.loggers.writer import WriterLine
+
+
+class LoggerActor(EcActor):
+    kind = "logger"
+    kinds: tuple = ()
+
+    def __init__(self, name: str, writers: dict) -> None:
+        super().__init__(name)
+        self.writers = writers          # target -> FileWriterActor ref
+
+    def render(self, record):
+        """Yield (target, line) for a record; nothing for records this logger skips."""
+        raise NotImplementedError
+
+    def on_receive(self, record):
+        for target, line in self.render(record):
+            writer = self.writers.get(target)
+            if writer is not None:
+                writer.tell(WriterLine(line))
+
+
+def attach(ref, kinds) -> object:
+    """Subscribe a running logger actor to the bus; returns the handle for bus.unsubscribe."""
+    def deliver(record, _ref=ref):
+        _ref.tell(record)
+    return bus.subscribe(kinds, deliver)
