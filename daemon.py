@@ -53,6 +53,7 @@ class Daemon:
         self._stopped = Event()
         self.pidfile: str | None = None
         self.last_apply_problems: list[str] = []
+        self.reloading = False                 # True while a reload from disk is applied
         # Delivery attaches here: called with the instances of every accepted message and
         # with every batch recovered from the spool at start.
         self.accepted_hooks: list = []
@@ -147,7 +148,11 @@ class Daemon:
 
         Returns what the operator must know: non-dynamic options kept until a restart, and
         services that could not apply the new generation."""
-        result = self.config.reload(path)
+        self.reloading = True
+        try:
+            result = self.config.reload(path)
+        finally:
+            self.reloading = False
         return list(result.restart_needed) + list(result.problems) + list(self.last_apply_problems)
 
     def reopen_logs(self) -> None:

@@ -118,6 +118,7 @@ class ESMTPService:
         self._buckets: dict = {}
         self._blackhole_cache: tuple = (None, {})
         self._groups: tuple = (None, {})
+        self._scriptlets = ()
         self._members: dict = {}
         self._rr: dict = {}
 
@@ -204,6 +205,7 @@ class ESMTPService:
     def start(self) -> None:
         cfg = self.config()
         self._engine = PolicyEngine.from_config(cfg)
+        self._scriptlets = self._scriptlet_signature(cfg)
         self.actor = self.daemon.supervisor.spawn(ReceptionActor, "esmtp", self.table,
                                                   key="reception:esmtp")
         self._proxy = self.actor.proxy()
@@ -268,9 +270,17 @@ class ESMTPService:
         for address, ep in wanted.items():
             if address not in self.servers:
                 self._open(ep)
-        last = getattr(self.daemon.config, "last_reload", None)
-        if self._engine is not None and last is not None and last.config is cfg:
+        # Scripts are read again on every reload from disk (operators edit them and run
+        # `config reload`) and whenever a console change touched the scriptlet stanza.
+        signature = self._scriptlet_signature(cfg)
+        if self._engine is not None and (getattr(self.daemon, "reloading", False)
+                                         or signature != self._scriptlets):
             self._engine.reload(cfg)
+        self._scriptlets = signature
+
+    @staticmethod
+    def _scriptlet_signature(cfg):
+        return tuple(scope.structure() for scope in cfg.scopes("scriptlet"))
 
     def show_inbound(self) -> list[dict]:
         return self._proxy.show().get(timeout=5)

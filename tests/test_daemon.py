@@ -186,3 +186,32 @@ ACTOR_SCRIPT = textwrap.dedent('''
 def test_a_failing_actor_is_restarted_in_place_and_loses_no_queued_message():
     p = subprocess.run([sys.executable, "-c", ACTOR_SCRIPT], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "OK" in p.stdout, p.stdout + p.stderr
+
+
+POLICY = '''
+local mod = {}
+function mod:validate_ehlo(str, accept, vctx)
+  vctx:set_code(550, "{word}")
+  return msys.core.VALIDATE_DONE
+end
+msys.registerModule("ehlo_policy", mod)
+'''
+
+
+def test_config_reload_reads_changed_scripts_again(daemon_factory):
+    port = free_port()
+    d = daemon_factory('ESMTP_Listener { Listen "127.0.0.1:$smtp" { } }\n'
+                       'scriptlet "scriptlet" { script "ehlo_policy" { source = "ehlo_policy" } }\n',
+                       ports={"smtp": port})
+    with open(os.path.join(d.home, "ehlo_policy.lua"), "w") as fh:
+        fh.write(POLICY.replace("{word}", "first"))
+    d.start()
+
+    def ehlo_reply():
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            return s.ehlo("client.test")
+    assert ehlo_reply() == (550, b"first")
+    with open(os.path.join(d.home, "ehlo_policy.lua"), "w") as fh:
+        fh.write(POLICY.replace("{word}", "second"))
+    d.ok("config reload")
+    assert ehlo_reply() == (550, b"second")
