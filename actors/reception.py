@@ -683,8 +683,9 @@ class SmtpSession:
     def _wrap_tls(self, initial: bool) -> bool:
         o = self.opts
         try:
-            ctx = tlsmod.server_context(o.tls_certificate, o.tls_key, o.tls_client_ca,
-                                        o.tls_verify_mode, o.tls_ciphers, o.tls_protocols)
+            # Reading key and certificate files is disk work: the IO pool does it (cached after).
+            ctx = pools.run("IO", tlsmod.server_context, o.tls_certificate, o.tls_key,
+                            o.tls_client_ca, o.tls_verify_mode, o.tls_ciphers, o.tls_protocols)
             # A client that never finishes the handshake must not hold the session forever.
             self.sock.settimeout(o.idle_time or None)
             self.sock = ctx.wrap_socket(self.sock, server_side=True)
