@@ -26,6 +26,7 @@ import gevent
 from gevent import select as gselect
 from gevent import socket as gsocket
 
+from ecmta import pools
 from ecmta.actors import local_delivery, smtp_auth
 from ecmta.actors.base import EcActor
 from ecmta.actors.mail import Body, DsnParams, MailMessage, message_id_header, new_id
