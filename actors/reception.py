@@ -691,9 +691,15 @@ class SmtpSession:
             self.sock.settimeout(o.idle_time or None)
             self.sock = ctx.wrap_socket(self.sock, server_side=True)
             self.sock.settimeout(None)
-        except Exception as exc:
+        except (OSError, tlsmod.TLSConfigError) as exc:
+            # ssl.SSLError is an OSError: the client's side of a failed handshake.
+            level = "ERROR" if isinstance(exc, tlsmod.TLSConfigError) else "WARNING"
             panic(f"TLS handshake with {self.peer_ip}:{self.peer_port} failed: {exc}",
-                  subsystem="SSL", level="WARNING")
+                  subsystem="SSL", level=level)
+            return False
+        except Exception as exc:
+            panic(f"TLS set-up for {self.peer_ip}:{self.peer_port} failed: {exc!r}",
+                  subsystem="SSL", level="CRITICAL")
             return False
         self._tls_info = tlsmod.session_info(self.sock)
         if not initial:
