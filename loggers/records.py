@@ -28,6 +28,10 @@ class Reception:                     # mainlog R
     binding: str
     ctx_conn: dict = field(default_factory=dict, compare=False)
     ctx_mess: dict = field(default_factory=dict, compare=False)
+    peer_port: int = 0
+    local: str = ""                  # the listener's "ip:port"
+    routing_domain: str = ""
+    headers: dict = field(default_factory=dict, compare=False)   # see NEEDS.headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,20 @@ class Delivery:                      # mainlog D (X for a cluster transfer)
     seconds: float
     remote_ip: str
     kind: str = "D"
+    rcpt_local: str = ""
+    rcpt_domain: str = ""
+    sender_local: str = ""
+    sender_domain: str = ""
+    protocol: str = ""               # how the message was received (esmtp, internal, ...)
+    peer_ip: str = ""                # where it was received from
+    response: str = ""               # the remote's final reply, code included
+    mx_host: str = ""                # the name of the host delivered to (MX or gateway)
+    remote_port: int = 0
+    local_ip: str = ""               # our end of the outbound connection
+    tls: dict | None = field(default=None, compare=False)   # outbound_tls* facts; None: clear
+    ctx_conn: dict = field(default_factory=dict, compare=False)   # see NEEDS.delivery_ctx
+    ctx_mess: dict = field(default_factory=dict, compare=False)
+    headers: dict = field(default_factory=dict, compare=False)    # see NEEDS.delivery_headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +85,15 @@ class Failure:                       # mainlog T (transient) / P (permanent)
     sender_local: str = ""
     sender_domain: str = ""
     size: int = 0
+    protocol: str = ""
+    peer_ip: str = ""
+    mx_host: str = ""
+    remote_port: int = 0
+    local_ip: str = ""
+    tls: dict | None = field(default=None, compare=False)
+    ctx_conn: dict = field(default_factory=dict, compare=False)
+    ctx_mess: dict = field(default_factory=dict, compare=False)
+    headers: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +115,7 @@ class Rejection:                     # rejectlog
     batch_id: str = ""
     rcptto: str = ""
     mailfrom: str = ""
+    command: str = ""                # the refused command (MAIL, RCPT, DATA, EHLO, ...) if known
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +126,60 @@ class Auth:                          # acctlog N / T
     user: str
     ok: bool
     timeout: bool = False
+
+
+# -- what the configured loggers read beyond the fixed fields ----------------------------------
+
+class LogNeeds:
+    """Set by the logging service from the configured formats; read by the producers so a
+    record carries headers or contexts only when some log line will print them.
+
+    headers: lower-cased header names a Reception record should carry (custom_logger
+    `%h{X}` of reception formats, Message-ID for the exim/postfix/sendmail formats).
+    delivery_headers / delivery_ctx: what Delivery and Failure records need from the
+    message as it was received (`%h{X}`, `%vctx_*`, `%A`, `%U`, `%P`, `%PG` of delivery,
+    transfer and failure formats); the delivery service keeps these per queued message.
+    """
+
+    __slots__ = ("headers", "delivery_headers", "delivery_ctx")
+
+    def __init__(self) -> None:
+        self.headers: frozenset = frozenset()
+        self.delivery_headers: frozenset = frozenset()
+        self.delivery_ctx = False
+
+    def set(self, headers=(), delivery_headers=(), delivery_ctx=False) -> None:
+        self.headers = frozenset(h.lower() for h in headers)
+        self.delivery_headers = frozenset(h.lower() for h in delivery_headers)
+        self.delivery_ctx = bool(delivery_ctx)
+
+
+NEEDS = LogNeeds()
+
+
+def pick_headers(body, names) -> dict:
+    """{lower name: first value} of the wanted headers of a Body (unfolded); {} for none."""
+    if not names or body is None:
+        return {}
+    out = {}
+    try:
+        for name, value in body.headers():
+            key = name.lower()
+            if key in names and key not in out:
+                out[key] = value.replace("\r\n", "").strip()
+    except Exception:
+        return out
+    return out
+
+
+def delivery_extras(m) -> dict | None:
+    """What a queued message keeps for its D/T/P records (None: nothing is wanted)."""
+    if not NEEDS.delivery_ctx and not NEEDS.delivery_headers:
+        return None
+    extras = {}
+    if NEEDS.delivery_ctx:
+        extras["ctx_conn"] = m.ctx_conn or {}
+        extras["ctx_mess"] = m.ctx_mess or {}
+    if NEEDS.delivery_headers:
+        extras["headers"] = pick_headers(m.body, NEEDS.delivery_headers)
+    return extras
