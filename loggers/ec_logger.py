@@ -7,9 +7,11 @@ Also owns where paniclog lines go: the first ec_logger's `paniclog`, or the stat
 directory's log/paniclog.ec when no ec_logger is configured (the daemon must always have
 a paniclog).
 
-Destinations are file paths (relative ones under the state directory) or `file://` URIs;
-other URI schemes (jlog://, syslog://, pipe://, ...) are refused at start with an error
-that names them. log_receptions / log_deliveries / log_transient_failures /
+Destinations are file paths (relative ones under the state directory), `file://` URIs, or
+jlogs: `jlog:///path=>subscriber` and its alias `cluster:///path=>subscriber`, written by a
+`loggers.jlog_writer.JlogWriterActor` (the jlog and the subscriber, `master` when not
+named, are created on open if missing). Other URI schemes (syslog://, pipe://, ...) are
+refused at start with an error that names them. log_receptions / log_deliveries / log_transient_failures /
 log_permanent_failures / log_rejections / log_errors switch the event kinds; *_mode sets
 file permissions (octal).
 """
@@ -24,6 +26,8 @@ import gevent
 from ecmta import paths
 from ecmta.loggers import bus, formats, panic, records
 from ecmta.loggers.base import LoggerActor, attach
+from ecmta.loggers.jlog_writer import SCHEMES as JLOG_SCHEMES
+from ecmta.loggers.jlog_writer import JlogDestination, JlogWriterActor, parse_destination
 from ecmta.loggers.writer import FileWriterActor, WriterFlush, WriterLine, WriterReopen
 
 DEFAULT_PANICLOG = "log/paniclog.ec"
@@ -46,13 +50,19 @@ def _opt(scope, name, default=None):
     return default if value is None else value.value
 
 
-def destination(raw: str, option: str, state_dir: str) -> str:
-    """File path of a log destination; refuses URI schemes not built yet."""
+def destination(raw: str, option: str, state_dir: str) -> str | JlogDestination:
+    """File path of a log destination, or a JlogDestination for jlog:// and cluster://;
+    refuses URI schemes not built yet."""
     if "://" in raw:
         scheme, rest = raw.split("://", 1)
+        if scheme.lower() in JLOG_SCHEMES:
+            try:
+                return parse_destination(rest, state_dir)
+            except ValueError as exc:
+                raise LogConfigError(f"{option} = \"{raw}\": {exc}") from None
         if scheme.lower() != "file":
             raise LogConfigError(f"{option} = \"{raw}\": log destination scheme '{scheme}://' is not "
-                                 "available in this version (use a file path)")
+                                 "available in this version (use a file path or jlog://)")
         raw = rest
     return paths.resolve(raw, state_dir)
 
@@ -187,10 +197,14 @@ class LoggingService:
             kinds.append(records.Auth)
         return tuple(kinds)
 
-    def _writer(self, path: str, kind: str, mode: int):
+    def _writer(self, path: str | JlogDestination, kind: str, mode: int):
         self._serial += 1
         key = f"logwriter:{kind}:{self._serial}"
-        ref = self.daemon.supervisor.spawn(FileWriterActor, path, name=kind, mode=mode, key=key)
+        if isinstance(path, JlogDestination):
+            ref = self.daemon.supervisor.spawn(JlogWriterActor, path.path, path.subscriber,
+                                               name=kind, mode=mode, key=key)
+        else:
+            ref = self.daemon.supervisor.spawn(FileWriterActor, path, name=kind, mode=mode, key=key)
         self._keys[id(ref)] = key
         return ref
 
