@@ -93,6 +93,10 @@ class DeliveryService:
         self._idle = set()               # workers waiting on an idle connection
         self._host_freed = Event()       # set (and replaced) when a host connection closes
         self._starved: dict = {}         # queue name -> ref refused a server connection slot
+        # For the D/T/P records: what a configured log format wants from each queued
+        # message as received (records.NEEDS) and the facts of its last transaction.
+        self._log_extras: dict[str, dict] = {}
+        self._attempt: dict[str, tuple] = {}
         daemon.accepted_hooks.append(self.enqueue)
         daemon.recovered_hooks.append(self.recovered)
         bus.subscribe((records.Rejection,), self._count_rejection)
@@ -139,6 +143,7 @@ class DeliveryService:
         self.stats.received += len(messages)
         keep = self.config().value("max_resident_active_queue", default=250)
         entries = [Entry(m, keep_body=keep != 0) for m in messages]
+        self._keep_log_extras(messages)
         if not self.running:
             self._pending.extend(entries)
             return
@@ -153,10 +158,17 @@ class DeliveryService:
                 panic(f"message {m.id} to {m.rcptto} was being delivered when ecelerity stopped; "
                       "delivering it again (it may arrive twice)", subsystem="spool", level="ERROR")
             entries.append(e)
+        self._keep_log_extras(messages)
         if not self.running:
             self._pending.extend(entries)
         else:
             self._enqueue_entries(entries)
+
+    def _keep_log_extras(self, messages) -> None:
+        for m in messages:
+            extras = records.delivery_extras(m)
+            if extras is not None:
+                self._log_extras[m.id] = extras
 
     def _enqueue_entries(self, entries) -> None:
         groups: dict[tuple, list] = {}
@@ -413,6 +425,9 @@ class DeliveryService:
             txn = self._transaction(batch, opts)
             outcomes = conn.deliver(txn)
             self._time_host(conn.remote[0], 1, conn.last_delivery_time)
+            facts = (conn.mx_hostname, conn.remote[1], (conn.local or ("",))[0], conn.tls_info)
+            for e, out in zip(batch, outcomes):
+                self._attempt[e.id] = (out.text, *facts)
             ref.tell(Q.QueueOutcomes(wid, tuple(zip(batch, outcomes)), conn.remote[0]))
             if opts.max_deliveries_per_connection and conn.deliveries >= opts.max_deliveries_per_connection:
                 return
@@ -458,18 +473,31 @@ class DeliveryService:
                            size=first.size, ret=first.dsn.ret, envid=first.dsn.envid, xclient=xclient)
 
     # -- outcomes (called by queue actors) ----------------------------------------------------
+    def _log_fields(self, e: Entry, final: bool) -> tuple[str, dict]:
+        """(the remote's reply, extra record fields) of a message's outcome."""
+        reply, host, port, local_ip, tls = self._attempt.pop(e.id, ("", "", 0, "", None))
+        extras = self._log_extras.pop(e.id, None) if final else self._log_extras.get(e.id)
+        return reply, dict(protocol=e.protocol, peer_ip=e.peer_ip, mx_host=host, remote_port=port,
+                           local_ip=local_ip, tls=tls, **(extras or {}))
+
     def delivered(self, e: Entry, remote_ip: str, now: float) -> None:
         self.stats.delivered += 1
         self.spool().remove([e.id])
+        reply, extra = self._log_fields(e, final=True)
         bus.publish(records.Delivery(now, e.id, e.batch_id, e.conn_id, e.domain, e.size,
                                      e.binding_group, e.binding, e.attempts,
-                                     now - e.received_at, remote_ip))
+                                     now - e.received_at, remote_ip, rcpt_local=e.rcpt_local,
+                                     rcpt_domain=e.rcptto.rpartition("@")[2].lower(),
+                                     sender_local=e.sender_local, sender_domain=e.sender_domain,
+                                     response=reply, **extra))
 
     def transient(self, e: Entry, code: str, stage: int, nbytes: int, remote_ip: str, now: float) -> None:
+        _, extra = self._log_fields(e, final=False)
         bus.publish(records.Failure(now, e.id, e.batch_id, e.conn_id, e.domain, nbytes,
                                     e.binding_group, e.binding, stage, e.attempts - 1,
                                     now - e.received_at, remote_ip, code, False,
-                                    e.rcpt_local, e.domain, e.sender_local, e.sender_domain, e.size))
+                                    e.rcpt_local, e.domain, e.sender_local, e.sender_domain, e.size,
+                                    **extra))
 
     def spool_update(self, e: Entry) -> None:
         self.spool().update(e.id, attempts=e.attempts, next_attempt=e.next_attempt, code=e.code,
@@ -478,10 +506,12 @@ class DeliveryService:
     def failed(self, e: Entry, reason: str, stage: int, nbytes: int, remote_ip: str, *, bounce: bool) -> None:
         now = time.time()
         self.stats.failed += 1
+        _, extra = self._log_fields(e, final=True)
         bus.publish(records.Failure(now, e.id, e.batch_id, e.conn_id, e.domain, nbytes,
                                     e.binding_group, e.binding, stage, e.attempts,
                                     now - e.received_at, remote_ip, reason, True,
-                                    e.rcpt_local, e.domain, e.sender_local, e.sender_domain, e.size))
+                                    e.rcpt_local, e.domain, e.sender_local, e.sender_domain, e.size,
+                                    **extra))
         if bounce and e.mailfrom:
             g = gevent.spawn(self._bounce_then_remove, e, reason, remote_ip, now)
             self._helpers.add(g)

@@ -641,7 +641,9 @@ class SmtpSession:
             bus.publish(records.Reception(
                 now, m.id, m.batch_id, m.conn_id, m.rcpt_localpart, m.rcpt_domain,
                 m.sender_localpart, m.sender_domain, m.peer_ip, m.size, m.protocol,
-                m.binding_group, m.binding, m.ctx_conn, m.ctx_mess))
+                m.binding_group, m.binding, m.ctx_conn, m.ctx_mess, peer_port=m.peer_port,
+                local=m.listener_addr, routing_domain=m.routing_domain,
+                headers=records.pick_headers(m.body, records.NEEDS.headers)))
         local.log()
         conn = self.vctx.conn
         conn["connection_message_count"] = str(int(conn.get("connection_message_count", "0")) + 1)
@@ -731,7 +733,8 @@ class SmtpSession:
             o.pathway if o else "default", o.pathway_group if o else "default", state,
             reply.code, self.last_module, conn, mess, full, peer_ip=self.peer_ip,
             msg_id=m.id if m else "", batch_id=self.batch_id, rcptto=m.rcptto if m else "",
-            mailfrom=self.mailfrom or ""))
+            mailfrom=self.mailfrom or "",
+            command=getattr(ev, "command", "") or (type(ev).__name__ if ev is not None else "")))
 
 
 def _code_reply(code: str) -> Reply:
