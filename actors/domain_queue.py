@@ -288,7 +288,13 @@ class DomainQueueActor(EcActor):
         self.svc.transient(e, code, stage, nbytes, remote_ip, now)
         e.next_attempt = value
         e.transient_failures += 1
-        if opts.drop_body_after_trans_fail and e.transient_failures >= opts.drop_body_after_trans_fail:
+        drop_after = int(opts.drop_body_after_trans_fail)
+        resident = int(opts.max_resident_active_queue)
+        if (drop_after >= 0 and e.transient_failures >= drop_after) or \
+                (resident >= 0 and len(self.delayed) >= resident):
+            # conf.ref.drop_body_after_trans_fail (0: after any transient failure), and a
+            # delayed queue as long as max_resident_active_queue holds no more bodies: a
+            # large queue to a failing domain must not keep every body in memory.
             e.body = None
         self.svc.spool_update(e)
         self._delay(e)
