@@ -1038,6 +1038,26 @@ class JlogReader(_Context):
         return self.jlog.lag(self.subscriber)
 
 
+class JlogAdmin(_Context):
+    """The jlog opened for inspection and maintenance (what jlogctl gets from
+    jlog_ctx_open_writer): metastore read, nothing appended, nothing repaired on open."""
+
+    def __init__(self, jlog: "Jlog") -> None:
+        super().__init__(jlog)
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise JlogError(ERR_OPEN, self.path, exc.errno) from None
+        if not _stat.S_ISDIR(st.st_mode):
+            raise JlogError(ERR_NOTDIR, self.path)
+        try:
+            self._open_metastore()
+            self._restore_metastore()
+        except BaseException:
+            self.close()
+            raise
+
+
 # -- writers ----------------------------------------------------------------------------------
 
 class JlogWriter(_Context):
@@ -1332,6 +1352,9 @@ class Jlog:
 
     def open_reader(self, subscriber: str) -> JlogReader:
         return JlogReader(self, subscriber)
+
+    def open_admin(self) -> JlogAdmin:
+        return JlogAdmin(self)
 
     def _ctx(self) -> _Context:
         ctx = _Context(self)
