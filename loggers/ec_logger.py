@@ -159,6 +159,9 @@ class LoggingService:
         if self.panic_writer is None:
             self.panic_writer = self._writer(paths.resolve(DEFAULT_PANICLOG, state), "paniclog", 0o644)
         panic.set_sink(self._panic_sink(self.panic_writer))
+        # bounce_logger / custom_bounce_logger stanzas (and the bounce classifier's config)
+        from ecmta.loggers import bounce_logger
+        self.instances.extend(bounce_logger.build_instances(self, cfg, state))
 
     def _instance(self, scope, state: str) -> _Instance:
         writers = {}
@@ -196,6 +199,15 @@ class LoggingService:
         if "acctlog" in w:
             kinds.append(records.Auth)
         return tuple(kinds)
+
+    def spawn_logger(self, cls, *args, kind: str):
+        """Start a logger actor of another log module under the supervisor; `_teardown`
+        forgets and stops it with its instance."""
+        self._serial += 1
+        key = f"logger:{kind}:{self._serial}"
+        ref = self.daemon.supervisor.spawn(cls, *args, key=key)
+        self._keys[id(ref)] = key
+        return ref
 
     def _writer(self, path: str | JlogDestination, kind: str, mode: int):
         self._serial += 1
