@@ -27,7 +27,8 @@ from ecmta.config.registry import ModuleSpec, OptionSpec, ScopeSpec
 # ----------------------------------------------------------------------------------------
 # BUILT: the ONE place that says which modules ecmta implements (lowercased stanza names).
 # ----------------------------------------------------------------------------------------
-BUILT = frozenset({"scriptlet", "ec_logger", "maildir", "pipe_transport"})
+BUILT = frozenset({"scriptlet", "ec_logger", "maildir", "pipe_transport", "bounce_logger",
+                   "custom_bounce_logger", "bounce_classifier_override"})
 
 # Options every module stanza accepts (module_config): enabled (bool, default true; false =
 # passive, only callable from Lua) and debug_level (DEBUG..CRITICAL, default ERROR).
@@ -223,6 +224,28 @@ _SCRIPTLET = "modules.scriptlet"
 _EC_LOGGER = "modules.ec_logger"
 _MAILDIR = "modules.maildir"
 _PIPE = "modules.pipe_transport"
+_BOUNCE = "modules.bounce_logger"
+_CBOUNCE = "modules.custom_bounce_logger"
+_BCO = "modules.bounce_classifier_override"
+
+
+def _bounce_logger_options(module: str, doc: str) -> list:
+    return [
+        _mo("bouncelog", "string", None, module=module, doc=doc,
+            description="The bouncelog file (a path, file:// or jlog://)"),
+        _mo("bouncelog_mode", "octal", 0o644, module=module, doc=doc,
+            description="File permissions of the bouncelog"),
+        _mo("heartbeat", "interval", 60, module=module, doc=doc,
+            description="Seconds between heartbeat (ts@@@@M1) lines; 0 = none"),
+        _mo("log_inband_bounces", "bool", True, module=module, doc=doc,
+            description="Log bounces of the SMTP dialog (B lines, stage of the failure)"),
+        _mo("log_outofband_bounces", "bool", True, module=module, doc=doc,
+            description="Log bounces received for bounce_domains (B lines, stage 21)"),
+        _mo("log_transient_failures", "bool", True, module=module, doc=doc,
+            description="Log transient failures (T lines)"),
+    ]
+
+
 MODULE_OPTIONS = {
     "scriptlet": [
         _mo("Always_GC", "bool", False, module="scriptlet", doc=_SCRIPTLET),
@@ -287,6 +310,35 @@ MODULE_OPTIONS = {
             description="ecmta: seconds the program may run before it is killed (451 4.4.1)"),
     ],
 }
+MODULE_OPTIONS["bounce_logger"] = _bounce_logger_options("bounce_logger", _BOUNCE)
+MODULE_OPTIONS["custom_bounce_logger"] = _bounce_logger_options("custom_bounce_logger", _CBOUNCE) + [
+    _mo("user_string", "string", "", module="custom_bounce_logger", doc=_CBOUNCE,
+        description="Appended to every bounce record after macro expansion (%{vctx_conn:foo})"),
+]
+# modules.bounce_classifier_override. Datasource queries (":datasource:name:query") are
+# refused when the configuration is applied: ds_core is not built.
+MODULE_OPTIONS["bounce_classifier_override"] = [
+    _mo("custom_classes", "dict", None, module="bounce_classifier_override", doc=_BCO,
+        description="User bounce classes: [ code = \"description\" ], codes below 100"),
+    _mo("enable_system_updates", "bool", True, module="bounce_classifier_override", doc=_BCO,
+        description="Load unclassified bounce reasons for Live Bounce Updates (no effect in ecmta)"),
+    _mo("refresh", "interval", 300, module="bounce_classifier_override", doc=_BCO,
+        description="Seconds between re-reads of the classification override files"),
+    _mo("system_smtp_classification_override", "string",
+        "/opt/msys/ecelerity/etc/updates/smtp_classification.ovr",
+        module="bounce_classifier_override", doc=_BCO,
+        description="System SMTP override rules (domain,bounce_code,rule)"),
+    _mo("system_mdn_classification_override", "string",
+        "/opt/msys/ecelerity/etc/updates/mdn_classification.ovr",
+        module="bounce_classifier_override", doc=_BCO,
+        description="System MDN override rules (bounce_code,rule)"),
+    _mo("user_smtp_classification_override", "string", "user_smtp_classification.ovr",
+        module="bounce_classifier_override", doc=_BCO,
+        description="SMTP override rules: domain,bounce_code,rule ('|' is a wildcard)"),
+    _mo("user_mdn_classification_override", "string", "user_mdn_classification.ovr",
+        module="bounce_classifier_override", doc=_BCO,
+        description="MDN override rules: bounce_code,rule ('|' is a wildcard)"),
+]
 MODULE_SUBSCOPES = {
     "scriptlet": [ScopeSpec("Script", True, frozenset({"scriptlet"}), _SCRIPTLET, True, "scriptlet")],
 }

@@ -76,6 +76,8 @@ BUILT = frozenset({
     "dns_fallback_to_tcp", "use_ipv6", "prohibited_hosts", "skip_hosts", "gateway", "routes",
     "fully_resolve_before_smtp", "only_use_best_mx_for_relay_domains",
     "mx_failures_fallback_to_a",
+    # bounce processing (loggers/bounce_logger.py, loggers/bounce_classifier.py)
+    "bounce_domains", "bounce_pattern", "bounce_behavior", "bounce_suppress_list",
 })
 
 # Where a built option is actually implemented, for options valid in more scopes than the
