@@ -341,7 +341,7 @@ class DeliveryService:
         cfg = self.config()
         now = time.time()
         tried: set[str] = set()
-        last = NO_VALID_HOSTS
+        last, last_stage, last_ip = NO_VALID_HOSTS, STAGE_NOT_CONNECTED, ""
         while True:
             def reachable(t):
                 return t.ip not in tried and self.host_failed_until.get(t.ip, 0) <= now
@@ -361,7 +361,8 @@ class DeliveryService:
             if target is None:
                 if not self.running:
                     return None, None       # stopping: the batch goes back to its queue
-                ref.tell(Q.QueueConnectFailed(wid, last, batch=tuple(batch)))
+                ref.tell(Q.QueueConnectFailed(wid, last, batch=tuple(batch), stage=last_stage,
+                                              remote_ip=last_ip))
                 return None, None
             tried.add(target.ip)
             conn = self._open(opts, domain, target, batch[0])
@@ -374,7 +375,8 @@ class DeliveryService:
             self._wake_host_waiters()
             self.host_failed_until[target.ip] = time.time() + float(opts.host_failure_retry or 0)
             self.host_failed_at[target.ip] = time.time()
-            last = fail.text
+            last, last_stage = fail.text, fail.stage
+            last_ip = target.ip if fail.stage != STAGE_NOT_CONNECTED else ""
             if fail.status == "permanent" or fail.stage not in (STAGE_NOT_CONNECTED, 12):
                 ref.tell(Q.QueueConnectFailed(wid, fail.text, permanent=fail.status == "permanent",
                                               stage=fail.stage, batch=tuple(batch),
