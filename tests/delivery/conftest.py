@@ -4,7 +4,8 @@ recording sink, the sending MTA, certificates.
 DNS (dnsmasq on 127.0.0.1:<free port>, read through `resolv_conf` with a
 `nameserver 127.0.0.1#<port>` line): every domain in DOMAINS has `MX 10 mx.<domain>` and
 mx.<domain> A 127.0.0.1; lim1.test and lim2.test share `mx.shared.test` (one Host); down.test's
-MX is 127.0.0.9 where nothing listens (connections are refused).
+MX is 127.0.0.9 where nothing listens (connections are refused); backup.test has MX 10 on
+127.0.0.9 (refused) and MX 20 on 127.0.0.1.
 """
 
 import os
@@ -39,7 +40,9 @@ def dns_port():
         zone += [f"--mx-host={d},mx.{d},10", f"--host-record=mx.{d},127.0.0.1"]
     zone += ["--mx-host=lim1.test,mx.shared.test,10", "--mx-host=lim2.test,mx.shared.test,10",
              "--host-record=mx.shared.test,127.0.0.1",
-             "--mx-host=down.test,mx.down.test,10", "--host-record=mx.down.test,127.0.0.9"]
+             "--mx-host=down.test,mx.down.test,10", "--host-record=mx.down.test,127.0.0.9",
+             "--mx-host=backup.test,mx1.backup.test,10", "--host-record=mx1.backup.test,127.0.0.9",
+             "--mx-host=backup.test,mx2.backup.test,20", "--host-record=mx2.backup.test,127.0.0.1"]
     proc = subprocess.Popen(
         [exe, "--no-daemon", "--conf-file=/dev/null", f"--port={port}", "--listen-address=127.0.0.1",
          "--bind-interfaces", "--no-resolv", "--no-hosts", "--pid-file=", "--local-ttl=60", *zone],

@@ -18,6 +18,8 @@ Config (JSON):
     tls                 {"cert": path, "key": path} to offer STARTTLS
     rcpt                {address: [reply, reply, ...]}: the reply to the n-th RCPT of that
                         address (the last one repeats); a reply is "451 4.3.0 text" or "250"
+    banner              [reply, ...]: the greeting of the n-th connection (the last repeats);
+                        default 220
     data                [reply, ...]: the reply to the n-th message (the last repeats);
                         default "250 2.0.0 OK"
     hold                seconds to wait before answering each end of data (keeps the
@@ -140,6 +142,14 @@ class Sink:
                     return
                 self.event(ev="tls", conn=conn, version=sock.version())
                 srv.tls_started({"protocol": sock.version()})
+            elif isinstance(ev, S.Connect):
+                script = self.cfg.get("banner")
+                if script:
+                    reply = parse_reply(script[min(conn - 1, len(script) - 1)])
+                    self.event(ev="banner", conn=conn, reply=str(reply))
+                    srv.respond(reply)
+                else:
+                    srv.respond()
             elif isinstance(ev, S.Helo):
                 self.event(ev="helo", conn=conn, domain=ev.domain)
                 srv.respond()
