@@ -187,12 +187,25 @@ class Meta(NamedTuple):
     hdr_magic: int
 
 
-class Message(NamedTuple):
-    """One record: its timestamp (seconds, float), its bytes, and the raw header times."""
-    timestamp: float
-    data: bytes
-    tv_sec: int = 0
-    tv_usec: int = 0
+class Message(tuple):
+    """One record, unpacking as (timestamp, data): the time in seconds (float) and the
+    bytes; `tv_sec`/`tv_usec` are the header's exact fields."""
+
+    def __new__(cls, timestamp: float, data: bytes, tv_sec: int = 0, tv_usec: int = 0):
+        self = super().__new__(cls, (timestamp, data))
+        self.tv_sec, self.tv_usec = tv_sec, tv_usec
+        return self
+
+    @property
+    def timestamp(self) -> float:
+        return self[0]
+
+    @property
+    def data(self) -> bytes:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"Message(timestamp={self[0]!r}, data={self[1]!r})"
 
 
 class Interval(tuple):

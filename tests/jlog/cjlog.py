@@ -242,5 +242,47 @@ def _read(lib, ctx, req, err, interval_only: bool) -> dict:
     return {"ok": True, "records": records}
 
 
+
+
+# -- the byte-level fixture kept in c_fixture.py --------------------------------------------
+
+FIXTURE_UNIT_LIMIT = 200
+FIXTURE_MESSAGES = [(f"record {i:02d} ".encode() + bytes(range(i * 5 % 256, i * 5 % 256 + i * 3)),
+                     1_300_000_000 + i * 7, (i * 12_345) % 1_000_000) for i in range(12)]
+
+
+def make_fixture(c: CJlog, path: str) -> dict:
+    """A jlog made by the C library: init (unit_limit 200), subscribers alpha and beta,
+    the 12 FIXTURE_MESSAGES, then alpha reads and checkpoints 5 of them."""
+    msgs = [[d.hex(), s, u] for d, s, u in FIXTURE_MESSAGES]
+    c.call({"op": "init", "path": path, "unit_limit": FIXTURE_UNIT_LIMIT},
+           {"op": "add", "path": path, "name": "alpha"},
+           {"op": "add", "path": path, "name": "beta"},
+           {"op": "write", "path": path, "messages": msgs},
+           {"op": "read", "path": path, "name": "alpha", "max": 5})
+    return {name: open(os.path.join(path, name), "rb").read().hex()
+            for name in sorted(os.listdir(path))}
+
+
+def write_fixture_module(c: CJlog, tmp: str) -> str:
+    files = make_fixture(c, os.path.join(tmp, "fixture.jlog"))
+    body = ",\n".join(f"    {k!r}: {v!r}" for k, v in files.items())
+    text = ('"""A jlog written by the C libjlog 2.0.x (x86-64, little-endian), made by\n'
+            'tests/jlog/cjlog.py make_fixture(): the files, in hex. Regenerate with\n'
+            '`python -m ecmta.tests.jlog.cjlog --fixture`."""\n\nFILES = {\n' + body + ",\n}\n")
+    out = os.path.join(HERE, "c_fixture.py")
+    with open(out, "w") as fh:
+        fh.write(text)
+    return out
+
+
 if __name__ == "__main__":
-    _child(sys.argv[1])
+    if sys.argv[1:] == ["--fixture"]:
+        import tempfile
+        built, why = build()
+        if built is None:
+            sys.exit(why)
+        with tempfile.TemporaryDirectory() as tmp:
+            print(write_fixture_module(built, tmp))
+    else:
+        _child(sys.argv[1])
