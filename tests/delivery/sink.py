@@ -21,7 +21,7 @@ Config (JSON):
     banner              [reply, ...]: the greeting of the n-th connection (the last repeats);
                         default 220
     data                [reply, ...]: the reply to the n-th message (the last repeats);
-                        default "250 2.0.0 OK"
+                        default "250 2.0.0 OK"; "drop" closes the connection instead
     hold                seconds to wait before answering each end of data (keeps the
                         session busy, so concurrency can be measured); a list gives the
                         wait for the n-th message (the last repeats). A `data_end` event is
@@ -95,7 +95,8 @@ class Sink:
     def data_reply(self) -> Reply:
         script = self.cfg.get("data") or ["250 2.0.0 OK"]
         n, self.data_seen = self.data_seen, self.data_seen + 1
-        return parse_reply(script[min(n, len(script) - 1)])
+        text = script[min(n, len(script) - 1)]
+        return None if text == "drop" else parse_reply(text)
 
     def handle(self, sock, addr) -> None:
         self.conns += 1
@@ -176,6 +177,9 @@ class Sink:
                 if hold:
                     gevent.sleep(float(hold))
                 reply = self.data_reply()
+                if reply is None:               # "drop": hang up without answering
+                    self.event(ev="dropped", conn=conn, rcpts=list(rcpts))
+                    return
                 data = b"".join(body)
                 self.messages += 1
                 path = ""

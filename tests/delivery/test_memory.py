@@ -57,13 +57,22 @@ def test_destaged_bodies_are_read_back_from_the_spool(mta, sink):
     """max_resident_active_queue = 0 and drop_body_after_trans_fail = 0: no body is held;
     messages that failed once are sent from the spool, byte for byte."""
     rcpts = [f"d{i}@sink.test" for i in range(5)]
-    s = sink(rcpt={r: ["451 4.3.0 once", "250 2.1.5 ok"] for r in rcpts})
+    script = {r: ["451 4.3.0 once", "250 2.1.5 ok"] for r in rcpts}
+    script["gone@sink.test"] = ["451 4.3.0 once", "550 5.1.1 gone now"]
+    s = sink(rcpt=script)
     a = mta(glob="retry_interval = 1\nmax_resident_active_queue = 0\ndrop_body_after_trans_fail = 0",
-            tail=domain_port("sink.test", s.port))
-    a.send_many(SENDER, rcpts, subject="destaged", size=3000)
+            tail=domain_port("sink.test", s.port) + domain_port("sender.test", s.port))
+    a.send_many(SENDER, rcpts + ["gone@sink.test"], subject="destaged", size=3000)
     spooled = {m.rcptto: m.body for m in a.spooled()}
-    msgs = s.wait_messages(5, timeout=30)
-    assert len(a.records("T")) == 5
+    wait_for(lambda: len([m for m in s.messages() if m["rcpts"][0] in rcpts]) == 5, 30,
+             what="5 messages at the sink")
+    msgs = [m for m in s.messages() if m["rcpts"][0] in rcpts]
+    assert len(a.records("T")) == 6
+    # the bounce of the sixth quotes the original's headers, read back from the spool
+    [dsn] = wait_for(lambda: [m for m in s.messages() if m["mailfrom"] == "MAIL FROM:<>"],
+                     what="the DSN")
+    text = s.body(dsn).decode()
+    assert "Final-Recipient: rfc822; gone@sink.test" in text and "Subject: destaged 5" in text
     for m in msgs:
         body = s.body(m)
         [r] = m["rcpts"]

@@ -108,3 +108,32 @@ def test_notify_never_suppresses_the_bounce(mta, sink):
     a.wait_records("D", 1)
     wait_for(lambda: not a.spooled(), what="the spool to empty")
     assert len(a.records("R")) == 2          # no bounce was generated
+
+
+def test_connection_lost_after_the_body_is_transient_and_delivers_again(mta, sink):
+    """The remote hangs up instead of answering the end of data: the delivery is unknown,
+    so it is a transient failure (stage 9, reading confirmation, the body's bytes counted)
+    and the message is sent again (at-least-once)."""
+    s = sink(data=["drop", "250 2.0.0 OK"])
+    a = mta(glob="retry_interval = 1", tail=domain_port("sink.test", s.port))
+    a.send(SENDER, ["x@sink.test"])
+    [t] = a.wait_records("T", 1)
+    [r] = a.records("R")
+    assert (t["stage"], t["retries"], t["ip"], t["text"]) == \
+        ("9", "0", "127.0.0.1", "451 4.4.2 [internal] connection closed by remote host")
+    assert int(t["bytes"]) >= int(r["size"])
+    [d] = a.wait_records("D", 1)
+    assert d["retries"] == "1"
+    assert len(s.events("dropped")) == 1 and len(s.messages()) == 1
+
+
+def test_nxdomain_fails_permanently_and_bounces(mta, sink):
+    s = sink()
+    a = mta(tail=domain_port("sender.test", s.port))
+    a.send(SENDER, ["x@nx.test"])
+    [p] = a.wait_records("P", 1)
+    assert (p["domain"], p["bytes"], p["stage"], p["retries"], p["ip"], p["text"]) == \
+        ("nx.test", "0", "0", "0", "", "554 5.4.4 [internal] Domain Lookup Failed")
+    [m] = s.wait_messages(1)
+    assert (m["mailfrom"], m["rcpts"]) == ("MAIL FROM:<>", [SENDER])
+    assert "Final-Recipient: rfc822; x@nx.test" in s.body(m).decode()
