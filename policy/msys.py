@@ -83,7 +83,7 @@ def usable_method(name: str) -> bool:
 UNAVAILABLE_NAMESPACES = (
     "db", "datasource", "http.client", "httpclnt", "httpsrv", "cloudmark", "brightmail",
     "av", "audit", "audit_series", "counter", "gauge_cache", "cidr", "timer",
-    "validate.opendkim", "validate.dk", "rfc3464", "bounce", "apn", "gcm", "commtouch",
+    "validate.opendkim", "validate.dk", "rfc3464", "apn", "gcm", "commtouch",
     "expurgate", "symantec_beik", "os", "idn", "delivery",
 )
 UNAVAILABLE_FUNCTIONS = (
@@ -99,7 +99,7 @@ MSG_UNAVAILABLE = (
 PROVIDED_MODULES = (
     "msys.core", "msys.extended.message", "msys.extended.message_routing",
     "msys.extended.vctx", "msys.extended.ac", "msys.threadpool", "msys.base64", "msys.qp",
-    "msys.pcre", "msys.dumper",
+    "msys.pcre", "msys.dumper", "msys.bounce",
 ) + tuple("msys." + ns for ns in UNAVAILABLE_NAMESPACES)
 
 

@@ -49,7 +49,7 @@ from gevent.monkey import get_original
 from ecmta.loggers.panic import panic
 from ecmta.policy import dialect
 from ecmta.policy import msys as M
-from ecmta.policy import objects
+from ecmta.policy import msys_bounce, objects
 
 os_thread_ident = get_original("_thread", "get_ident")
 _os_sleep = get_original("time", "sleep")
@@ -207,6 +207,7 @@ class Runtime:
             b"pcre_split": M.pcre_split,
             b"threadpool_count": M.threadpool_count, b"threadpool_find": M.threadpool_find,
         })
+        api.update(msys_bounce.API)      # msys.bounce.* (policy/msys_bounce.py)
         return api
 
     def _load_all(self) -> None:

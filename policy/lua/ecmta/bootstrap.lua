@@ -404,6 +404,18 @@ local function dump(v, indent, seen)
 end
 function msys.dumper.Dumper(v) return "return " .. dump(v, 0, {}) end
 
+-- msys.bounce (policy/msys_bounce.py): the Python side gets the message proxy's object.
+msys.bounce = {}
+function msys.bounce.classify(m)
+  if type(m) ~= "table" or rawget(m, PY) == nil then
+    error("msys.bounce.classify: the argument must be a message (msg)", 2)
+  end
+  return api.bounce_classify(rawget(m, PY))
+end
+function msys.bounce.classify_smtp_response(text, domain)
+  return api.bounce_classify_smtp_response(str(text) or "", str(domain))
+end
+
 -- Namespaces and functions of Momentum that ecmta does not provide yet: using them raises
 -- a Lua error naming the function (never a silent no-op).
 local function unavailable(path)
