@@ -30,7 +30,7 @@ from ecmta import pools
 from ecmta.actors import local_delivery, smtp_auth
 from ecmta.actors.base import EcActor
 from ecmta.actors.mail import Body, DsnParams, MailMessage, message_id_header, new_id
-from ecmta.loggers import bus, records
+from ecmta.loggers import bounce_logger, bus, records
 from ecmta.loggers.panic import panic
 from ecmta.policy.context import AcceptConstruct, ValidationContext
 from ecmta.transports import smtp_server as S
@@ -620,6 +620,14 @@ class SmtpSession:
     def _commit(self, instances):
         for m in instances:
             m.size = len(m.body.data)     # policy may have edited the content since DATA
+        # out-of-band bounces for bounce_domains: classified and logged (stage 21);
+        # bounce_behavior = blackhole disposes of them here (loggers/bounce_logger.py)
+        oob = bounce_logger.InboundBounces(self.svc.config(), self.opts.bounce_domains, instances)
+        for m in oob.blackholed:
+            self._discard_log(m, bounce_logger.BLACKHOLE_REPLY)
+        instances = oob.kept
+        if not instances:
+            return self._discarded_reply(), False
         # maildir / pipe_transport domains are delivered now instead of spooled; every one
         # must succeed before the 250, else its failure answers the message (nothing spooled)
         local = local_delivery.LocalDeliveries(self.svc.config(), self.svc.state_dir, instances)
@@ -645,6 +653,7 @@ class SmtpSession:
                 local=m.listener_addr, routing_domain=m.routing_domain,
                 headers=records.pick_headers(m.body, records.NEEDS.headers)))
         local.log()
+        oob.log()
         conn = self.vctx.conn
         conn["connection_message_count"] = str(int(conn.get("connection_message_count", "0")) + 1)
         self.svc.accepted(local.spooled)
