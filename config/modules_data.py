@@ -28,7 +28,9 @@ from ecmta.config.registry import ModuleSpec, OptionSpec, ScopeSpec
 # BUILT: the ONE place that says which modules ecmta implements (lowercased stanza names).
 # ----------------------------------------------------------------------------------------
 BUILT = frozenset({"scriptlet", "ec_logger", "maildir", "pipe_transport", "bounce_logger",
-                   "custom_bounce_logger", "bounce_classifier_override"})
+                   "custom_bounce_logger", "bounce_classifier_override",
+                   "custom_logger", "tls_macros", "exim_logger", "postfix_logger",
+                   "sendmail_logger", "syslog_io"})
 
 # Options every module stanza accepts (module_config): enabled (bool, default true; false =
 # passive, only callable from Lua) and debug_level (DEBUG..CRITICAL, default ERROR).
@@ -338,6 +340,66 @@ MODULE_OPTIONS["bounce_classifier_override"] = [
     _mo("user_mdn_classification_override", "string", "user_mdn_classification.ovr",
         module="bounce_classifier_override", doc=_BCO,
         description="MDN override rules: bounce_code,rule ('|' is a wildcard)"),
+]
+# modules.custom_logger (loggers/custom_logger.py). The log_* switches default to off;
+# a *_format turns its stage on. concurrency is accepted (one writer per file keeps the
+# line order; see the module docstring).
+_CUSTOM = "modules.custom_logger"
+_CUSTOM_STAGES = ("delivery", "reception", "transient_failure", "permanent_failure", "xfer", "rejection")
+MODULE_OPTIONS["custom_logger"] = [
+    *[_mo(f"{st}_logfile", "string", None, module="custom_logger", doc=_CUSTOM,
+          description=f"Log file of the {st.replace('_', ' ')} stage (path, file://, jlog://, syslog://)")
+      for st in _CUSTOM_STAGES],
+    *[_mo(f"{st}_format", "string", None, module="custom_logger", doc=_CUSTOM,
+          description=f"Format of {st.replace('_', ' ')} lines (% specifiers); setting it logs the stage")
+      for st in _CUSTOM_STAGES],
+    *[_mo(f"{st}_log_mode", "octal", 0o644, module="custom_logger", doc=_CUSTOM,
+          description=f"File mode (octal) of the {st.replace('_', ' ')} log") for st in _CUSTOM_STAGES],
+    *[_mo(n, "bool", False, module="custom_logger", doc=_CUSTOM,
+          description="Log this stage (a format must be set too)")
+      for n in ("log_deliveries", "log_receptions", "log_transient_failures",
+                "log_permanent_failures", "log_rejections")],
+    _mo("log_errors", "bool", False, module="custom_logger", doc=_CUSTOM,
+        description="Write the paniclog lines to this instance's paniclog"),
+    _mo("mainlog", "string", None, module="custom_logger", doc=_CUSTOM,
+        description="One file for the lines of every logged stage"),
+    _mo("paniclog", "string", None, module="custom_logger", doc=_CUSTOM,
+        description="Where error notifications go (with log_errors)"),
+    _mo("mainlog_mode", "octal", 0o644, module="custom_logger", doc=_CUSTOM),
+    _mo("paniclog_mode", "octal", 0o644, module="custom_logger", doc=_CUSTOM),
+    _mo("concurrency", "int", 1, module="custom_logger", doc=_CUSTOM,
+        description="Logger threads (accepted; each file keeps one writer so lines stay in order)"),
+    _mo("thread_pool", "string", None, module="custom_logger", doc=_CUSTOM,
+        description="ThreadPool whose threads append this instance's lines (default IO)"),
+    _mo("namespace", "string", "custom_logger,sieve", module="custom_logger", doc=_CUSTOM,
+        description="Macro namespaces searched, in order (custom_logger, sieve, outbound_tls)"),
+    _mo("sanitize", "string", "", module="custom_logger", doc=_CUSTOM,
+        description="special_characters, non_printable, tr/from/to/ (in the order written)"),
+]
+# exim_logger, postfix_logger, sendmail_logger (loggers/mta_formats.py): their pages list
+# mainlog, paniclog and log_transient_failures; the modes are ec_logger's.
+for _name, _doc in (("exim_logger", "modules.exim_logger"), ("postfix_logger", "modules.postfix_logger"),
+                    ("sendmail_logger", "modules.sendmail_logger")):
+    MODULE_OPTIONS[_name] = [
+        _mo("mainlog", "string", None, module=_name, doc=_doc,
+            description="Receptions, deliveries, failures and rejections in this MTA's format"),
+        _mo("paniclog", "string", None, module=_name, doc=_doc,
+            description="Where the paniclog lines are also written"),
+        _mo("mainlog_mode", "octal", 0o644, module=_name, doc=_doc),
+        _mo("paniclog_mode", "octal", 0o644, module=_name, doc=_doc),
+        _mo("log_transient_failures", "bool", True, module=_name, doc=_doc,
+            description="Log transient failures (deferrals)"),
+    ]
+# tls_macros has no options: `tls_macros {}` makes the outbound_tls macros available.
+MODULE_OPTIONS["tls_macros"] = []
+# modules.syslog_io (loggers/syslog_io.py); `socket` is an ecmta extension.
+MODULE_OPTIONS["syslog_io"] = [
+    _mo("ident", "string", "ecelerity", module="syslog_io", doc="modules.syslog_io",
+        description="The identification string of syslog lines"),
+    _mo("default_facility", "string", "mail", module="syslog_io", doc="modules.syslog_io",
+        description="Facility of syslog:// destinations that name none"),
+    _mo("socket", "string", None, module="syslog_io", doc="modules.syslog_io",
+        description="ecmta: send RFC 3164 datagrams to this Unix socket instead of syslog(3)"),
 ]
 MODULE_SUBSCOPES = {
     "scriptlet": [ScopeSpec("Script", True, frozenset({"scriptlet"}), _SCRIPTLET, True, "scriptlet")],

@@ -92,7 +92,7 @@ BUILT_SCOPES = {
     "authcrammd5parameters": _INBOUND,
     "pathway": frozenset({"esmtp_listener", "listen", "peer", "global", "pathway_group"}),
     "context": _INBOUND, "enable": frozenset({"control_listener", "esmtp_listener", "listen"}),
-    "concurrency": frozenset({"threadpool"}),
+    "concurrency": frozenset({"threadpool", "custom_logger"}),   # custom_logger's own option
     "backlog": frozenset({"threadpool"}),
     "stack_size": frozenset({"threadpool"}),
     "file_mode": frozenset({"control_listener", "listen"}),
