@@ -10,8 +10,9 @@ a paniclog).
 Destinations are file paths (relative ones under the state directory), `file://` URIs, or
 jlogs: `jlog:///path=>subscriber` and its alias `cluster:///path=>subscriber`, written by a
 `loggers.jlog_writer.JlogWriterActor` (the jlog and the subscriber, `master` when not
-named, are created on open if missing). Other URI schemes (syslog://, pipe://, ...) are
-refused at start with an error that names them. log_receptions / log_deliveries / log_transient_failures /
+named, are created on open if missing), or `syslog://?facility=mail&priority=error`
+(loggers/syslog_io.py). Other URI schemes (pipe://, ...) are refused at start with an
+error that names them. log_receptions / log_deliveries / log_transient_failures /
 log_permanent_failures / log_rejections / log_errors switch the event kinds; *_mode sets
 file permissions (octal).
 """
@@ -28,6 +29,7 @@ from ecmta.loggers import bus, formats, panic, records
 from ecmta.loggers.base import LoggerActor, attach
 from ecmta.loggers.jlog_writer import SCHEMES as JLOG_SCHEMES
 from ecmta.loggers.jlog_writer import JlogDestination, JlogWriterActor, parse_destination
+from ecmta.loggers import syslog_io
 from ecmta.loggers.writer import FileWriterActor, WriterFlush, WriterLine, WriterReopen
 
 DEFAULT_PANICLOG = "log/paniclog.ec"
@@ -60,6 +62,11 @@ def destination(raw: str, option: str, state_dir: str) -> str | JlogDestination:
                 return parse_destination(rest, state_dir)
             except ValueError as exc:
                 raise LogConfigError(f"{option} = \"{raw}\": {exc}") from None
+        if scheme.lower() == syslog_io.SCHEME:
+            try:
+                return syslog_io.parse(raw, option)
+            except ValueError as exc:
+                raise LogConfigError(str(exc)) from None
         if scheme.lower() != "file":
             raise LogConfigError(f"{option} = \"{raw}\": log destination scheme '{scheme}://' is not "
                                  "available in this version (use a file path or jlog://)")
@@ -127,7 +134,8 @@ class LoggingService:
             self._build(cfg)
         except LogConfigError:
             self.instances, self.panic_writer = old, old_panic
-            panic.set_sink(self._panic_sink(old_panic))
+            from ecmta.loggers import custom_logger
+            panic.set_sink(self._panic_sink(old_panic, *custom_logger.panic_writers(old)))
             raise
         self._teardown(old, old_panic)
 
@@ -149,6 +157,7 @@ class LoggingService:
     def _build(self, cfg) -> None:
         state = self.daemon.state_dir
         self._apply_debug_flags(cfg)
+        syslog_io.configure(cfg)
         panic_path = None
         for scope in cfg.scopes("ec_logger"):
             inst = self._instance(scope, state)
@@ -159,6 +168,12 @@ class LoggingService:
         if self.panic_writer is None:
             self.panic_writer = self._writer(paths.resolve(DEFAULT_PANICLOG, state), "paniclog", 0o644)
         panic.set_sink(self._panic_sink(self.panic_writer))
+        # custom_logger / exim_logger / postfix_logger / sendmail_logger stanzas; they reset
+        # records.NEEDS, so before the bounce loggers that add to it
+        from ecmta.loggers import custom_logger
+        extra = custom_logger.build_log_modules(self, cfg, state)
+        self.instances.extend(extra)
+        panic.set_sink(self._panic_sink(self.panic_writer, *custom_logger.panic_writers(extra)))
         # bounce_logger / custom_bounce_logger stanzas (and the bounce classifier's config)
         from ecmta.loggers import bounce_logger
         self.instances.extend(bounce_logger.build_instances(self, cfg, state))
@@ -209,22 +224,34 @@ class LoggingService:
         self._keys[id(ref)] = key
         return ref
 
-    def _writer(self, path: str | JlogDestination, kind: str, mode: int):
+    def _writer(self, path: str | JlogDestination, kind: str, mode: int, pool: str = "IO"):
         self._serial += 1
         key = f"logwriter:{kind}:{self._serial}"
         if isinstance(path, JlogDestination):
             ref = self.daemon.supervisor.spawn(JlogWriterActor, path.path, path.subscriber,
-                                               name=kind, mode=mode, key=key)
+                                               name=kind, mode=mode, pool=pool, key=key)
+        elif isinstance(path, syslog_io.SyslogDestination):
+            ref = self.daemon.supervisor.spawn(syslog_io.SyslogWriterActor, path, name=kind,
+                                               pool=pool, key=key)
         else:
-            ref = self.daemon.supervisor.spawn(FileWriterActor, path, name=kind, mode=mode, key=key)
+            ref = self.daemon.supervisor.spawn(FileWriterActor, path, name=kind, mode=mode,
+                                               pool=pool, key=key)
         self._keys[id(ref)] = key
         return ref
 
     @staticmethod
-    def _panic_sink(ref):
+    def _panic_sink(ref, *more):
+        """Paniclog lines to `ref` and to the other log modules' paniclogs (`more`)."""
         if ref is None:
             return None
-        return lambda line: ref.tell(WriterLine(line))
+        if not more:
+            return lambda line: ref.tell(WriterLine(line))
+        refs = (ref, *more)
+
+        def sink(line):
+            for r in refs:
+                r.tell(WriterLine(line))
+        return sink
 
     @staticmethod
     def _apply_debug_flags(cfg) -> None:
