@@ -82,7 +82,7 @@ def unescape(field_text: str) -> str:
     return _UNESC.sub(sub, field_text)
 
 
-_SPLIT = re.compile(r"((?:[^@\\]|\\.)*)(@|$)", re.S)
+_SPLIT = re.compile(r"((?:[^@\\]|\\.|\\$)*)(@|$)", re.S)
 
 
 def parse_line(line: str) -> list[str]:
@@ -131,7 +131,7 @@ class _Heartbeat:
 
 # -- user_string (custom_bounce_logger) -------------------------------------------------------------
 _MACRO = re.compile(r"%\{[^}]*\}")
-_CTRL = re.compile(r"[\x00-\x1f\x7f]")
+_CTRL = re.compile(r"[\\\x00-\x1f\x7f]")
 
 
 def uses_contexts(user_string: str | None) -> bool:
@@ -140,8 +140,9 @@ def uses_contexts(user_string: str | None) -> bool:
 
 def expand_user_string(template: str, *, ctx_conn=None, ctx_mess=None, mailfrom="", rcptto="",
                        peer_ip="") -> str:
-    """Macros (policy/macros.py) expanded to escaped values; the literal text is kept,
-    its control characters escaped, so the result stays on the line."""
+    """Macros (policy/macros.py) expanded to escaped values; the literal text is kept
+    with its backslashes and control characters escaped (an `@` in it separates fields),
+    so the result stays on the line."""
     from ecmta.policy.macros import expand
     conn, mess = dict(ctx_conn or {}), dict(ctx_mess or {})
     vctx = SimpleNamespace(conn=conn, mess=mess)
