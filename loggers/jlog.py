@@ -1197,15 +1197,18 @@ class JlogWriter(_Context):
         try:
             meta = self._restore_metastore(locked=True)
             if meta.storage_log == self.current_log:
+                # The metastore first, then the file (C creates the file first): killed in
+                # between, the jlog is then valid as it is (a writer creates the missing
+                # current segment), rather than holding a segment newer than storage_log.
                 new = self.current_log + 1
+                self.meta = meta._replace(storage_log=new)
+                self._save_metastore(locked=True)
                 try:
                     self.data = _file_open(self._file(new), create=True, mode=self.file_mode)
                 except OSError as exc:
                     raise JlogError(ERR_FILE_OPEN, self._file(new), exc.errno) from None
                 if meta.safety == SAFE:
                     _fsync_dir(self.path)
-                self.meta = meta._replace(storage_log=new)
-                self._save_metastore(locked=True)
             self.current_log = self.meta.storage_log
         finally:
             self.metastore.unlock()
