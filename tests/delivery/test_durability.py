@@ -122,6 +122,10 @@ def test_queue_state_survives_a_sigkill(mta, sink):
     assert [t["retries"] for t in ts] == ["0", "1", "2"]
     assert {t["binding"] for t in ts} == {"b1"}
     assert (d["binding"], d["retries"]) == ("b1", "3")
+    # the reception time survived too: seconds since reception span the restart
+    [r] = a.records("R")
+    assert float(d["seconds"]) >= int(d["ts"]) - int(r["ts"]) - 1
+    assert d["size"] == r["size"] and (d["batch"], d["conn"]) == (r["batch"], r["conn"])
     conns = {c["conn"]: c["peer"] for c in s.events("connect")}
     assert {conns[e["conn"]] for e in s.events("rcpt")} == {"127.0.0.2"}
     assert not [ln for ln in a.paniclog() if STOPPED in ln]
