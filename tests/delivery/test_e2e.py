@@ -173,3 +173,25 @@ def test_binding_uses_its_bind_address(mta, sink):
     assert (rs["viab1"]["group"], rs["viab1"]["binding"]) == ("default", "b1")
     assert (ds[rs["viab1"]["id"]]["group"], ds[rs["viab1"]["id"]]["binding"]) == ("default", "b1")
     assert ds[rs["plain"]["id"]]["binding"] == "default"
+
+
+def test_large_bodies_from_the_spool_and_dot_transparency(mta, sink):
+    """1.5 MB messages (kept in body files by the spool, not resident: max_resident_active_
+    queue = 0), one with lines that start with dots: the remote gets the original octets
+    after our trace headers."""
+    import smtplib
+
+    from ecmta.tests.delivery.helpers import make_message
+    s = sink()
+    a = mta(glob="max_resident_active_queue = 0", tail=domain_port("sink.test", s.port))
+    orig = {}
+    for r, body in (("x@sink.test", "hello\r\n"),
+                    ("y@sink.test", "\r\n.leading dot\r\n..two\r\n.\r\nend\r\n")):
+        orig[r] = make_message("alice@sender.test", r, "big", body, size=1_500_000)
+        with smtplib.SMTP("127.0.0.1", a.port, timeout=30) as c:
+            assert not c.sendmail("alice@sender.test", [r], orig[r])
+    for m in s.wait_messages(2):
+        got = s.body(m)
+        assert got.endswith(orig[m["rcpts"][0]]), (len(got), len(orig[m["rcpts"][0]]))
+    ds = a.wait_records("D", 2)
+    assert all(int(d["size"]) > 1_500_000 for d in ds)
