@@ -6,8 +6,9 @@ messages as `loggers.writer.FileWriterActor` (WriterLine, WriterFlush, WriterReo
 a logger tells it lines without knowing which kind of writer it has. Each line becomes one
 record: the line's bytes plus "\n" (what the file writer would have written), stamped
 with the time the actor received it. Records are appended in batches from a pool thread,
-one batch in flight, so they keep their order; the first batch creates the jlog (and the
-subscriber named after `=>`, if missing), as Momentum's io layer does when it opens one.
+one batch in flight, so they keep their order. At start the jlog is opened, and created
+with the subscriber named after `=>` if either is missing, as Momentum's io layer does
+when it opens one (so a consumer can subscribe before the first line is logged).
 
 Talks to: nobody but the pool. Fails like the file writer: the I/O error goes to stderr,
 the lines not yet appended are kept and tried again a second later, the writer is reopened;
@@ -95,7 +96,7 @@ def close_writer(writer: JlogWriter | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class _Retry:
-    pass
+    open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +122,14 @@ class JlogWriterActor(EcActor):
         self.reopen = False
         self.pending: list[tuple[bytes, float]] = []
         self.in_flight: list[tuple[bytes, float]] = []
+        self.busy = False
         self.result = None
         self.waiters: list = []
         self.written = 0
         self.queued = 0
+
+    def on_start(self) -> None:
+        self._kick(force=True)          # open (create) the jlog now, not at the first line
 
     def on_receive(self, message):
         if isinstance(message, WriterLine):
@@ -140,16 +145,16 @@ class JlogWriterActor(EcActor):
             else:
                 self.waiters.append((self.queued, message.done))
         elif isinstance(message, _Retry):
-            self._kick()
+            self._kick(force=message.open)
         elif isinstance(message, WriterReopen):
             self.reopen = True
         return None
 
-    def _kick(self) -> None:
-        if self.in_flight or not self.pending:
+    def _kick(self, force: bool = False) -> None:
+        if self.busy or not (self.pending or force):
             return
         batch, self.pending = self.pending, []
-        self.in_flight = batch
+        self.in_flight, self.busy = batch, True
         reopen, self.reopen = self.reopen, False
         writer, self.writer = self.writer, None
         self.result = pools.submit(self.pool, append_records, writer, self.path, self.subscriber,
@@ -167,12 +172,13 @@ class JlogWriterActor(EcActor):
 
     def _batch_done(self, msg: _BatchDone) -> None:
         batch, self.in_flight, self.result = self.in_flight, [], None
+        self.busy = False
         self.writer = msg.writer
         self.written += msg.count
         if msg.error:
             print(f"ecmta: cannot write jlog {self.path}: {msg.error}", file=sys.stderr, flush=True)
             self.pending[:0] = batch[msg.count:]
-            gevent.spawn_later(RETRY_DELAY, self._tell_self, _Retry())
+            gevent.spawn_later(RETRY_DELAY, self._tell_self, _Retry(open=not self.pending))
         still = []
         for upto, fut in self.waiters:
             (fut.set(True) if self.written >= upto else still.append((upto, fut)))
@@ -195,7 +201,7 @@ class JlogWriterActor(EcActor):
                     self.pending[:0] = self.in_flight[count:]
             else:
                 self.pending[:0] = self.in_flight
-            self.in_flight, self.result = [], None
+            self.in_flight, self.result, self.busy = [], None, False
         try:
             if self.pending:
                 writer, _count, error = pools.run(self.pool, append_records, self.writer,
