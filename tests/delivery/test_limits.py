@@ -154,3 +154,18 @@ def test_queues_waiting_for_a_server_connection_slot_start_when_one_frees(mta, s
     s.wait_messages(6, timeout=12)
     assert s.max_concurrent() == 1
     assert_no_failures(a)
+
+
+def test_outbound_throttle_connections(mta, sink):
+    """"2/1" connections: one message per connection (max_deliveries_per_connection = 1),
+    8 messages: the connects keep the rate (burst 2, then 2 a second)."""
+    s = sink()
+    a = mta(glob=LOAD + 'max_deliveries_per_connection = 1\noutbound_throttle_connections = "2/1"',
+            tail=domain_port("thr.test", s.port))
+    a.send(SENDER, rcpts("thr.test", 8))
+    s.wait_messages(8, timeout=30)
+    times = sorted(e["t"] for e in s.events("connect"))
+    assert len(times) == 8
+    assert times[-1] - times[0] >= 2.7, [round(t - times[0], 2) for t in times]
+    assert_rate(times, 2, 1)
+    assert_no_failures(a)
