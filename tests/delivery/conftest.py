@@ -29,12 +29,7 @@ def _free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def dns_port():
-    exe = shutil.which("dnsmasq", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if exe is None:
-        pytest.skip("dnsmasq is not installed (./run-tests installs it)")
-    port = _free_udp_port()
+def _zone() -> list[str]:
     zone = ["--local=/test/"]
     for d in DOMAINS:
         zone += [f"--mx-host={d},mx.{d},10", f"--host-record=mx.{d},127.0.0.1"]
@@ -43,23 +38,48 @@ def dns_port():
              "--mx-host=down.test,mx.down.test,10", "--host-record=mx.down.test,127.0.0.9",
              "--mx-host=backup.test,mx1.backup.test,10", "--host-record=mx1.backup.test,127.0.0.9",
              "--mx-host=backup.test,mx2.backup.test,20", "--host-record=mx2.backup.test,127.0.0.1"]
+    return zone
+
+
+def _start_dnsmasq(exe: str):
+    """(proc, port) once it answers, or (None, why) after 10 s."""
+    import dns.resolver
+    port = _free_udp_port()
     proc = subprocess.Popen(
         [exe, "--no-daemon", "--conf-file=/dev/null", f"--port={port}", "--listen-address=127.0.0.1",
-         "--bind-interfaces", "--no-resolv", "--no-hosts", "--pid-file=", "--local-ttl=60", *zone],
+         "--bind-interfaces", "--no-resolv", "--no-hosts", "--pid-file=", "--local-ttl=60", *_zone()],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    import dns.resolver
     res = dns.resolver.Resolver(configure=False)
-    res.nameservers, res.port, res.lifetime = ["127.0.0.1"], port, 0.5
+    res.nameservers, res.port, res.lifetime = ["127.0.0.1"], port, 1.0
     deadline = time.monotonic() + 10
-    while True:
+    last = None
+    while proc.poll() is None and time.monotonic() < deadline:
         try:
-            res.resolve("peer.test", "MX")
+            if res.resolve("peer.test", "MX").rrset[0].exchange.to_text() == "mx.peer.test.":
+                return proc, port
+        except Exception as exc:
+            last = exc
+        time.sleep(0.1)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(5)
+    return None, f"port {port}, exit {proc.returncode}, last answer {last!r}: " + \
+        proc.stderr.read().decode(errors="replace")[-1000:]
+
+
+@pytest.fixture(scope="session")
+def dns_port():
+    exe = shutil.which("dnsmasq", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if exe is None:
+        pytest.skip("dnsmasq is not installed (./run-tests installs it)")
+    why = []
+    for _ in range(3):          # a free port can be taken by someone else before dnsmasq binds
+        proc, port = _start_dnsmasq(exe)
+        if proc is not None:
             break
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("dnsmasq did not start: " + proc.stderr.read().decode()[-2000:])
-            time.sleep(0.05)
+        why.append(port)
+    else:
+        raise RuntimeError("dnsmasq did not start: " + " | ".join(why))
     yield port
     proc.terminate()
     try:
