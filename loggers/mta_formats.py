@@ -193,7 +193,8 @@ _STAGE_COMMAND = {2: "MAIL FROM", 3: "MAIL FROM", 4: "RCPT TO", 5: "RCPT TO", 6:
 
 def _smtp_said(rec) -> bool:
     """A failure the remote answered (not an internal or connection failure)."""
-    return bool(rec.remote_ip) and "[internal]" not in rec.response and rec.stage in _STAGE_COMMAND
+    return (bool(rec.remote_ip) and "[internal]" not in rec.response
+            and (rec.stage in _STAGE_COMMAND or rec.stage == 12))
 
 
 def _helo(rec) -> str:
@@ -466,7 +467,7 @@ class EximFormat:
                 return [line, f"{stamp} {eid} Completed"]
             if _smtp_said(rec):
                 errno = {"MAIL FROM": -45, "RCPT TO": -44, "DATA": -46, "end of DATA": -46}.get(
-                    _STAGE_COMMAND[rec.stage], -18)
+                    _STAGE_COMMAND.get(rec.stage, ""), -18)
                 line = (f"{stamp} {eid} == {rcpt} R=dnslookup T=remote_smtp defer ({errno}) "
                         f"{self._host_out(rec)}: SMTP error from remote mail server after "
                         f"{self._after(rec)}: {reply}")
