@@ -369,9 +369,10 @@ class InboundBounces:
         self._pending: list[OutOfBandBounce] = []
         if not bounce_domains:
             return
+        from ecmta import pools
         from ecmta.actors.inbound import glob_match
         from ecmta.config import EvalContext
-        from ecmta import pools
+        from ecmta.loggers.panic import panic
         suppress = BC.parse_suppress_list(cfg.value("bounce_suppress_list", default="") or "")
         clf = BC.current()
         kept, notices = [], {}
@@ -386,8 +387,12 @@ class InboundBounces:
                 continue
             key = (id(m.body), m.rcptto.lower())
             if key not in notices:
-                notices[key] = pools.run("CPU", BC.analyze_message, m.body.data, m.rcptto,
-                                         m.mailfrom, suppress)
+                try:
+                    notices[key] = pools.run("CPU", BC.analyze_message, m.body.data, m.rcptto,
+                                             m.mailfrom, suppress)
+                except Exception as exc:      # never refuse a message over its reading
+                    panic(f"bounce: reading {m.id} as a bounce failed: {exc!r}", subsystem="bounce")
+                    notices[key] = None
             notice = notices[key]
             if notice is None:
                 kept.append(m)
