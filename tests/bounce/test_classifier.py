@@ -212,3 +212,18 @@ def test_the_returned_message_does_not_count():
 def test_suppress_list():
     addrs, domains = BC.parse_suppress_list(" Bounces@Bounces.Example.com ,@bounces.example.org,,")
     assert addrs == {"bounces@bounces.example.com"} and domains == ("bounces.example.org",)
+
+
+def test_reading_any_damaged_notice_never_raises():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    seeds = [notice(n) for n in sorted(os.listdir(os.path.join(os.path.dirname(__file__), "notices")))]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(seeds), st.integers(0, 2000), st.integers(0, 2000), st.binary(max_size=40))
+    def check(seed, a, b, junk):
+        n = BC.analyze_message(seed[:a] + junk + seed[b:], "x@bounces.example.com", "", SUPPRESS)
+        if n is not None:
+            assert "\n" not in n.text
+            BC.Classifier().classify_mdn(n)
+    check()

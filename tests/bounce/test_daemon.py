@@ -194,3 +194,29 @@ def test_a_bad_classifier_configuration_is_refused(daemon_factory):
                        'bounce_logger "b" { bouncelog = "$home/log/b.ec" }\n')
     with pytest.raises(RuntimeError, match="built-in class 'Invalid Recipient'"):
         d.start()
+
+
+def test_a_bad_bounce_pattern_is_refused(daemon_factory):
+    d = daemon_factory('bounce_pattern = "^bounces-(\\\\d+"\n'
+                       'bounce_logger "b" { bouncelog = "$home/log/b.ec" }\n')
+    with pytest.raises(RuntimeError, match="bounce_pattern .* not a valid regular expression"):
+        d.start()
+
+
+def test_config_reload_moves_the_bouncelog_and_keeps_the_old_one_on_error(mta):
+    send(mta, "bounces-1-2@news.example", ["nobody@reject.test"], MESSAGE)
+    wait_for(lambda: records(mta, kind="B"), what="the first B line")
+    mta.config_body = CONFIG.replace("$home/log/bouncelog.ec", "$home/log/moved.ec")
+    mta.write_config()
+    assert mta.ok("config reload") == ""
+    send(mta, "bounces-1-3@news.example", ["nobody@reject.test"], MESSAGE)
+    [b] = wait_for(lambda: records(mta, "moved.ec", "B"), what="a B line in the new file")
+    assert b[7] == "bounces-1-3" and len(records(mta, kind="B")) == 1
+    # a refused configuration keeps the running loggers
+    mta.config_body = CONFIG.replace("$home/log/bouncelog.ec", "$home/log/moved.ec").replace(
+        'bounce_pattern = "^bounces-"', 'bounce_pattern = "("')
+    mta.write_config()
+    assert mta.ok("config reload").startswith(
+        'logging: bounce_pattern = "(": not a valid regular expression')
+    send(mta, "bounces-1-4@news.example", ["nobody@reject.test"], MESSAGE)
+    wait_for(lambda: len(records(mta, "moved.ec", "B")) == 2, what="a second B line in the new file")
