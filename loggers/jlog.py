@@ -68,10 +68,12 @@ bytes are in the file); a write killed half way leaves an incomplete record at t
 the current segment, which readers never index (as in C) and which the next writer to open
 the jlog removes before appending (the C writer would append after it).
 
-Departures from C, each a repair of a state the C library gives up on: an index whose size
-is not a multiple of 8, or whose last offset does not lead to a record boundary, is rebuilt
-from the segment even for the current segment (C returns JLOG_ERR_IDX_CORRUPT until the
-segment is closed).
+Departures from C, none visible in the files of a healthy jlog: an index whose size is not
+a multiple of 8, or whose last offset does not lead to a record boundary, is rebuilt from
+the segment even for the current segment (C returns JLOG_ERR_IDX_CORRUPT until the segment
+is closed); a rollover saves the metastore before creating the next segment (C creates the
+file first, so a writer killed in between leaves a segment newer than storage_log, which
+jlog_sanity_check reports); a writer removes an interrupted write before appending.
 
 API (ids are JlogId(log, marker); see each docstring):
     jl = Jlog(path)                       jl.init(unit_limit=, safety=) / Jlog.ensure(path, sub)
@@ -79,6 +81,9 @@ API (ids are JlogId(log, marker); see each docstring):
     r = jl.open_reader("sub"); start, end = iv = r.read_interval()   # iv.count records
     for id in iv.ids(): ts, data = r.read_message(id)                # or r.read(id)
     r.checkpoint(end)                     # r.advance(end) is the same
+    for id, (ts, data) in r.pending(): ...  # every complete record after the checkpoint,
+                                          # across segments, without checkpointing
+    r.advance_id(cur, start, finish)      # jlog_ctx_advance_id; r.last_log_id(); r.lag()
     jl.add_subscriber(name, whence=BEGIN|END); jl.remove_subscriber(name)
     jl.list_subscribers(); jl.get_checkpoint(name); jl.lag(name)
 """
