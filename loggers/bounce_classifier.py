@@ -193,7 +193,8 @@ def parse_override(text: str, source: str, known, *, mdn: bool) -> tuple[list[Ov
             continue
         parts = line.split(",", 1 if mdn else 2)
         if len(parts) != (2 if mdn else 3):
-            problems.append(f"{source}:{n}: expected {'bounce_code,rule' if mdn else 'domain,bounce_code,rule'}")
+            shape = "bounce_code,rule" if mdn else "domain,bounce_code,rule"
+            problems.append(f"{source}:{n}: expected {shape}")
             continue
         domain = "" if mdn else _unquote(parts[0]).lower()
         code_text, rule = _unquote(parts[-2]), _unquote(parts[-1])
@@ -246,6 +247,7 @@ class Classifier:
         for code, desc in (custom or {}).items():
             self.classes[int(code)] = custom_class(int(code), str(desc))
         self.overrides = overrides or Overrides()
+        self.suppress = (frozenset(), ())     # bounce_suppress_list (see configure)
         self._cache: dict[tuple[str, str], Result] = {}
 
     def lookup(self, code: int) -> BounceClass:
@@ -333,7 +335,8 @@ def install(classifier: Classifier) -> None:
 MDN_SCAN_LIMIT = 256 * 1024         # bytes of a notice that are read
 _ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
-_SMTP_LINE = re.compile(r"\b[45]\d\d[ -](?:[45]\.\d{1,3}\.\d{1,3}\b)?[^\r\n]*")
+_SMTP_LINE = (re.compile(r"\b[45]\d\d[ -]#?[45]\.\d{1,3}\.\d{1,3}\b[^\r\n]*"),
+              re.compile(r"(?:^|said:|:)[ \t]*([45]\d\d[ -][^\r\n]*)", re.M))
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery (status notification|failure|has failed|failed|problem)|"
     r"mail delivery (failed|failure|subsystem)|returned mail|failure notice|non[- ]?delivery|"
@@ -478,15 +481,32 @@ def _body_rcpt(text: str, envelope_rcpt: str, sender: str, suppress) -> str:
     return ""
 
 
-def _diagnostic(text: str) -> str:
-    m = _SMTP_LINE.search(text)
+# Where a bounce text starts quoting the returned message.
+_RETURNED = re.compile(
+    r"^\s*(-{2,}\s*)?(below this line is a copy|this is a copy of the message|"
+    r"(the )?(original|returned|undelivered) message( follows| headers?)?\s*(-{2,}|:|$)|"
+    r"(the )?headers? of the original message|original message headers|"
+    r"-+ ?original message ?-+|received: )", re.I | re.M)
+DIAGNOSTIC_LIMIT = 500
+
+
+def notice_text(body: str) -> str:
+    """The notice's own words: the text before the returned message, on one line."""
+    m = _RETURNED.search(body)
     if m:
-        return " ".join(m.group(0).split())
-    for line in text.splitlines():
-        line = " ".join(line.split())
-        if len(line) > 20 and not line.startswith(("--", "Content-")):
-            return line[:500]
-    return ""
+        body = body[:m.start()]
+    return " ".join(body.split())
+
+
+def _diagnostic(text: str) -> str:
+    """The remote's reply quoted in a bounce text, else the text itself (shortened)."""
+    m = _RETURNED.search(text)
+    own = text[:m.start()] if m else text
+    for rx in _SMTP_LINE:
+        found = rx.search(own)
+        if found:
+            return " ".join(found.group(found.lastindex or 0).split())[:DIAGNOSTIC_LIMIT]
+    return notice_text(own)[:DIAGNOSTIC_LIMIT]
 
 
 def analyze_message(data: bytes, envelope_rcpt: str = "", mailfrom: str = "",
@@ -659,15 +679,17 @@ def build_overrides(files: OverrideFiles, texts: dict, known) -> tuple[Overrides
 def configure(cfg, state_dir: str) -> tuple[Classifier, OverrideFiles | None, list[str]]:
     """The classifier of a configuration: (classifier, override files or None, problems).
     Raises ClassifierConfigError for settings that cannot work."""
+    suppress = parse_suppress_list(cfg.value("bounce_suppress_list", default="") or "")
     scopes = cfg.scopes(MODULE)
-    if not scopes:
-        return Classifier(), None, []
-    scope = scopes[0]
-    if _opt(scope, "enabled", True) is False:
-        return Classifier(), None, []
+    scope = scopes[0] if scopes else None
+    if scope is None or _opt(scope, "enabled", True) is False:
+        clf = Classifier()
+        clf.suppress = suppress
+        return clf, None, []
     custom = custom_classes_of(scope)
     files = files_of(scope, state_dir)
     clf = Classifier(custom=custom)
+    clf.suppress = suppress
     ov, problems = build_overrides(files, read_files(files), clf.classes)
     clf.replace_overrides(ov)
     return clf, files, problems

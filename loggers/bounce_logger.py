@@ -51,7 +51,7 @@ SWITCH_DEFAULTS = {"log_inband_bounces": True, "log_outofband_bounces": True,
                    "log_transient_failures": True}
 
 
-# -- the line format ---------------------------------------------------------------------------
+# -- the line format ----------------------------------------------------------------------------
 def render_fields(ts, msg_id, batch_id, conn_id, kind, rcpt_local, rcpt_domain, sender_local,
                   sender_domain, binding_group, binding, stage, classification, size, remote_ip,
                   response, user_string: str | None = None) -> str:
@@ -103,7 +103,7 @@ def _split_addr(addr: str) -> tuple[str, str]:
     return local, domain.lower()
 
 
-# -- the out-of-band record -----------------------------------------------------------------------
+# -- the out-of-band record ---------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class OutOfBandBounce:
     """A bounce received out of band (stage 21), published by reception."""
@@ -129,7 +129,7 @@ class _Heartbeat:
     ts: float
 
 
-# -- user_string (custom_bounce_logger) -------------------------------------------------------------
+# -- user_string (custom_bounce_logger) ---------------------------------------------------------
 _MACRO = re.compile(r"%\{[^}]*\}")
 _CTRL = re.compile(r"[\\\x00-\x1f\x7f]")
 
@@ -152,7 +152,7 @@ def expand_user_string(template: str, *, ctx_conn=None, ctx_mess=None, mailfrom=
     return _MACRO.sub(lambda m: formats.esc(expand(m.group(0), vctx, msg)), text)
 
 
-# -- the logger actor ------------------------------------------------------------------------------------
+# -- the logger actor ---------------------------------------------------------------------------
 class BounceLoggerActor(LoggerActor):
     """One bounce_logger / custom_bounce_logger instance: the bouncelog."""
 
@@ -245,7 +245,7 @@ class BounceLoggerActor(LoggerActor):
         return rx is None or rx.search(sender) is not None
 
 
-# -- configuration ----------------------------------------------------------------------------------------
+# -- configuration ------------------------------------------------------------------------------
 def bounce_pattern(cfg, domain: str | None):
     """The compiled bounce_pattern for a domain (domain scope, else global), None if unset."""
     from ecmta.config import EvalContext
@@ -356,7 +356,7 @@ def _kinds(switches: dict) -> tuple:
     return tuple(kinds)
 
 
-# -- the out-of-band path at reception -------------------------------------------------------------------------
+# -- the out-of-band path at reception ----------------------------------------------------------
 class InboundBounces:
     """What reception does with the instances of one message before committing them
     (actors/reception.py `_commit`): bounces for a bounce domain are classified;

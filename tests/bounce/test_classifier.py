@@ -43,7 +43,8 @@ def test_the_tables_are_big_enough_and_cover_every_smtp_class():
     assert {"gmail", "outlook", "yahoo", "office365", "postfix", "exim", "spamhaus", "ecmta"} <= sources
 
 
-@pytest.mark.parametrize("expected,source,reply", MAIN, ids=[f"{e}-{s}-{i}" for i, (e, s, _) in enumerate(MAIN)])
+@pytest.mark.parametrize("expected,source,reply", MAIN,
+                         ids=[f"{e}-{s}-{i}" for i, (e, s, _) in enumerate(MAIN)])
 def test_real_world_replies(expected, source, reply):
     result = BC.Classifier().classify_smtp(reply)
     assert result.code == expected, f"{reply!r} -> {BC.describe(result)}"
@@ -118,7 +119,8 @@ def test_override_rules_domain_global_wildcard_and_custom_classes(tmp_path):
     assert clf.classify_smtp(outlook, "EXAMPLE.com").code == 22
     assert clf.classify_smtp(outlook, "elsewhere.com").code == 10        # built-in
     r = clf.classify_smtp("550 5.7.1 contains a BAD and ugly WORD here", "x.com")
-    assert (r.code, r.klass.name, r.klass.symbol, r.rule) == (99, "profanity", "BC_CUSTOM_99", "user_smtp.ovr:3")
+    assert (r.code, r.klass.name, r.klass.symbol, r.rule) == \
+        (99, "profanity", "BC_CUSTOM_99", "user_smtp.ovr:3")
     assert clf.classify_smtp("550 relay access denied", "other.example").code == 25
     assert clf.classify_smtp("550 relay access denied", "x.example").code == 54
     # a static rule is a substring, not a regular expression
@@ -141,7 +143,8 @@ def test_override_settings_that_cannot_work_are_configuration_errors(tmp_path):
             ('custom_classes = [ 10 = "mine" ]', "built-in class 'Invalid Recipient'"),
             ('custom_classes = [ 100 = "big" ]', "below 100"),
             ('custom_classes = [ x = "y" ]', "not a number"),
-            ('user_smtp_classification_override = ":datasource:my_sqlite:SELECT domain, bounce_code, rule FROM o;"',
+            ('user_smtp_classification_override = '
+             '":datasource:my_sqlite:SELECT domain, bounce_code, rule FROM o;"',
              "datasource overrides are not available")):
         cfg = load_config_text("bounce_classifier_override {\n  %s\n}\n" % body)
         with pytest.raises(BC.ClassifierConfigError, match=msg):
@@ -154,7 +157,8 @@ def test_missing_files_default_and_explicit(tmp_path):
     clf, files, problems = BC.configure(cfg, str(tmp_path))
     assert problems == [] and files.smtp_user == os.path.join(str(tmp_path), "user_smtp_classification.ovr")
     # a file the configuration names must exist
-    cfg = load_config_text(f'bounce_classifier_override {{ user_mdn_classification_override = "{tmp_path}/no.ovr" }}\n')
+    cfg = load_config_text('bounce_classifier_override { user_mdn_classification_override = '
+                           f'"{tmp_path}/no.ovr" }}\n')
     _, _, problems = BC.configure(cfg, str(tmp_path))
     assert problems == [f"bounce_classifier_override: {tmp_path}/no.ovr: no such file"]
     # no module: built-in rules only, bounce_suppress_list still read
