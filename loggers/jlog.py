@@ -1037,20 +1037,29 @@ class JlogReader(_Context):
         """Every complete record after the checkpoint, across segments, without
         checkpointing: yields (id, Message); checkpoint(id) the last one handled."""
         iv = self.read_interval()
-        id = iv.start if iv.count else None
+        if iv.count == 0:
+            return
+        id, last = iv.start, iv.end.marker
         n = 0
-        while id is not None and (limit is None or n < limit):
+        while limit is None or n < limit:
             yield id, self.read_message(id)
             n += 1
-            id = self._after(id)
+            if id.marker < last:
+                id = JlogId(id.log, id.marker + 1)
+                continue
+            found = self._after(id)
+            if found is None:
+                return
+            id, last = found
 
-    def _after(self, id: JlogId) -> JlogId | None:
-        """The id of the record after `id`, if one is complete on disk."""
+    def _after(self, id: JlogId) -> tuple[JlogId, int] | None:
+        """(id of the record after `id`, last marker of its segment) if one is complete."""
         self._restore_metastore(lock=False)
         start, finish = self._find_first_log_after(id)
         if start.log == id.log:
-            return JlogId(id.log, id.marker + 1) if finish.marker > id.marker else None
-        return JlogId(finish.log, 1) if finish.marker >= 1 else None
+            return (JlogId(id.log, id.marker + 1), finish.marker) \
+                if finish.marker > id.marker else None
+        return (JlogId(finish.log, 1), finish.marker) if finish.marker >= 1 else None
 
     def lag(self) -> int:
         return self.jlog.lag(self.subscriber)
