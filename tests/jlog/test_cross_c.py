@@ -56,6 +56,8 @@ def test_python_writes_c_reads(tmp_path):
     c_got = _c_records(C.call({"op": "read", "path": path, "name": "c"})[0])
     assert [(d, s, u) for _i, s, u, d in c_got] == MSGS
     assert read_all(jl, "py") == c_got
+    if shutil.which("perl"):
+        assert _perl_findings(path) == []        # the Perl jlog_sanity_check agrees
 
 
 def test_same_operations_same_bytes(tmp_path):
