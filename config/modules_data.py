@@ -215,9 +215,10 @@ _SPECS = [
 ]
 
 
-def _mo(name, type, default=None, scopes=None, *, module, doc, description="", choices=()):
+def _mo(name, type, default=None, scopes=None, *, module, doc, description="", choices=(),
+        built=True):
     return OptionSpec(name=name, type=type, default=default, scopes=frozenset(scopes or {module}),
-                      doc=doc, choices=tuple(choices), built=True, module=module,
+                      doc=doc, choices=tuple(choices), built=built, module=module,
                       description=description)
 
 
@@ -322,8 +323,9 @@ MODULE_OPTIONS["custom_bounce_logger"] = _bounce_logger_options("custom_bounce_l
 MODULE_OPTIONS["bounce_classifier_override"] = [
     _mo("custom_classes", "dict", None, module="bounce_classifier_override", doc=_BCO,
         description="User bounce classes: [ code = \"description\" ], codes below 100"),
+    # Live Bounce Updates is Message Systems' service: it cannot exist here.
     _mo("enable_system_updates", "bool", True, module="bounce_classifier_override", doc=_BCO,
-        description="Load unclassified bounce reasons for Live Bounce Updates (no effect in ecmta)"),
+        description="Load unclassified bounce reasons for Live Bounce Updates", built=False),
     _mo("refresh", "interval", 300, module="bounce_classifier_override", doc=_BCO,
         description="Seconds between re-reads of the classification override files"),
     _mo("system_smtp_classification_override", "string",
