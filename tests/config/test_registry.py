@@ -229,6 +229,7 @@ def test_singletons_agree_with_table_65_1():
 
 
 OPTIONLESS_MODULES = {"ipv6_lookup", "tls_macros"}     # tls_macros {} has no options
+UNBUILDABLE_MODULE_OPTIONS = {"enable_system_updates"}    # Live Bounce Updates
 
 
 def test_module_specs():
