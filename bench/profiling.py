@@ -25,7 +25,7 @@ def pyspy() -> str | None:
 
 def start_pyspy(pid: int, raw_path: str, rate: int = 200) -> subprocess.Popen:
     proc = subprocess.Popen([pyspy(), "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
-                             "--nonblocking", "--output", raw_path],
+                             "--nonblocking", "--gil", "--output", raw_path],
                             stdout=subprocess.DEVNULL, stderr=open(raw_path + ".log", "w"))
     time.sleep(1.0)             # attached before the load starts
     if proc.poll() is not None:

@@ -77,6 +77,9 @@ class Bench:
         self._tls_sink: lib.PySink | None = None
         self._certs: lib.Certs | None = None
         self._dns: lib.Dnsmasq | None = None
+        self.use_pyspy = args.profiler == "py-spy" or (args.profiler == "auto" and bool(profiling.pyspy()))
+        if self.use_pyspy and not profiling.pyspy():
+            raise SystemExit("py-spy is not installed: pip install py-spy")
 
     # shared fixtures, made when a scenario first needs them
     @property
@@ -111,7 +114,7 @@ class Bench:
     def log(self, r: lib.Run) -> None:
         self.runs.append(r)
         secs = f"accept {r.accept_s:.2f}s" + ("" if r.e2e_s is None else f", e2e {r.e2e_s:.2f}s")
-        print(f"{r.scenario} conc={r.conc} rep={r.rep} {r.system}: {r.rate:.0f} msgs/s ({secs}) "
+        print(f"[{elapsed()}] {r.scenario} conc={r.conc} rep={r.rep} {r.system}: {r.rate:.0f} msgs/s ({secs}) "
               f"PSS {r.pss_mb:.0f} MB (RSS {r.rss_mb:.0f}, {r.procs} procs) cpu {r.cpu_s:.1f}s "
               f"{'ok' if r.ok else 'FAILED'} {r.note}", flush=True)
 
@@ -125,7 +128,7 @@ class Bench:
         mta = cls(self.wd, setup, tag=f"-{spec.name}-{conc}-{rep}")
         run = lib.Run(system, spec.name, count, spec.load.size, conc, rep)
         spy = None
-        if profile and not profiling.pyspy():
+        if profile and not self.use_pyspy:
             mta.argv_prefix = [sys.executable, "-m", "cProfile", "-o", self.profile_base + ".prof"]
         try:
             mta.start()
@@ -148,7 +151,7 @@ class Bench:
                     return run
             base = counter()
             tls0 = sink.tls_count() if spec.tls_out else None
-            if profile and profiling.pyspy():
+            if profile and self.use_pyspy:
                 spy = profiling.start_pyspy(mta.pid, self.profile_base + ".txt")
             sampler.mark()
             t0 = time.monotonic()
@@ -284,7 +287,8 @@ class Bench:
         a = self.a
         n = a.bigqueue_count
         setup = lib.Setup(sink_port=self.sink.port, extra=(
-            'Domain "unreach.test" {\n  Gateway = "127.0.0.1:1"\n  retry_interval = 3600\n}\n'))
+            'Domain "unreach.test" {\n  Gateway = "127.0.0.1:1"\n  retry_interval = 3600\n}\n'
+            'Debug_Flags {\n  NOTICE = (ALL)\n}\n'))             # the spool_in summary in the paniclog
         mta = lib.Ecmta(self.wd, setup, tag="-bigqueue")
         load = lib.Load()
         rec = {"scenario": "bigqueue", "system": "ecmta", "messages": n, "size": load.size, "ok": False}
@@ -312,7 +316,7 @@ class Bench:
             run.accept_s, run.rss_mb, run.pss_mb, run.cpu_s = inject_s, sampler.peak_rss_kb / 1024, \
                 sampler.peak_pss_kb / 1024, sampler.cpu_s
             run.procs = sampler.peak_procs
-            print(f"bigqueue: injected {n} in {inject_s:.1f}s ({n / inject_s:.0f} msgs/s), queued {queued}, "
+            print(f"[{elapsed()}] bigqueue: injected {n} in {inject_s:.1f}s ({n / inject_s:.0f} msgs/s), queued {queued}, "
                   f"peak RSS {rec['peak_rss_inject_mb']} MB", flush=True)
             if p.returncode != 0 or queued != n:
                 run.note = f"smtp-source rc {p.returncode} {p.stderr.strip()[-200:]}; queued {queued}/{n}"
@@ -330,6 +334,8 @@ class Bench:
             while time.monotonic() < deadline and (recover is None or notice is None):
                 if mta.proc.poll() is not None:
                     break
+                if recover is not None and time.monotonic() - t_start > recover + 10:
+                    break                                # no NOTICE line (Debug_Flags) after all
                 if notice is None and "spool_in complete" in lib._read(mta.paniclog_path)[panic_size:]:
                     notice = time.monotonic() - t_start
                 if recover is None and safe(mta.queued)() == n:
@@ -375,16 +381,25 @@ class Bench:
             conc = 50 if 50 in self.a.sweep else conc
         run = self.relay(spec, "ecmta", conc, 1, count, profile=True)
         self.log(run)
-        if profiling.pyspy():
+        if self.use_pyspy:
             stacks = profiling.read_collapsed(self.profile_base + ".txt")
             svg = self.profile_base + ".svg"
             profiling.flamegraph_svg(stacks, svg, f"ecmta {name}, conc {conc}, {count} messages: {lib.machine()}")
             print(profiling.top_functions(stacks))
             print(f"\nflame graph: {svg}\ncollapsed stacks: {self.profile_base}.txt")
         else:
-            print("py-spy is not installed (pip install py-spy): profiled with cProfile instead")
+            if self.a.profiler == "auto":
+                print("py-spy is not installed (pip install py-spy): profiled with cProfile instead")
             print(profiling.cprofile_top(self.profile_base + ".prof"))
             print(f"\ncProfile dump: {self.profile_base}.prof (python -m pstats)")
+
+
+T0 = time.monotonic()
+
+
+def elapsed() -> str:
+    s = int(time.monotonic() - T0)
+    return f"{s // 60:02d}:{s % 60:02d}"
 
 
 def start_trouble(mta) -> str:
@@ -449,6 +464,8 @@ def parse(argv=None):
     ap.add_argument("--timeout", type=float, default=600, help="seconds per run before it fails (default 600)")
     ap.add_argument("--systems", nargs="+", default=["postfix", "ecmta"], choices=["postfix", "ecmta"])
     ap.add_argument("--profile", action="store_true", help="ecmta only, one run of the first scenario, sampled")
+    ap.add_argument("--profiler", choices=["auto", "py-spy", "cprofile"], default="auto",
+                    help="profile mode: py-spy when installed (auto), or cProfile inside the daemon")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (always kept after a failure)")
     ap.add_argument("--out", default=RESULTS, help="results directory (default bench/results)")
     a = ap.parse_args(argv)
