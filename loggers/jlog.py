@@ -134,32 +134,36 @@ ERRORS = (
     "JLOG_ERR_SUBSCRIBER_EXISTS", "JLOG_ERR_CHECKPOINT", "JLOG_ERR_NOT_SUPPORTED",
     "JLOG_ERR_CLOSE_LOGID",
 )
-globals().update({name[5:]: code for code, name in enumerate(ERRORS)})  # ERR_FILE_OPEN, ...
-ERR_SUCCESS: int
-ERR_ILLEGAL_OPEN: int
-ERR_OPEN: int
-ERR_NOTDIR: int
-ERR_CREATE_EXISTS: int
-ERR_CREATE_MKDIR: int
-ERR_CREATE_META: int
-ERR_LOCK: int
-ERR_IDX_OPEN: int
-ERR_IDX_CORRUPT: int
-ERR_IDX_READ: int
-ERR_IDX_WRITE: int
-ERR_FILE_OPEN: int
-ERR_FILE_SEEK: int
-ERR_FILE_CORRUPT: int
-ERR_FILE_READ: int
-ERR_FILE_WRITE: int
-ERR_META_OPEN: int
-ERR_ILLEGAL_WRITE: int
-ERR_INVALID_SUBSCRIBER: int
-ERR_ILLEGAL_LOGID: int
-ERR_SUBSCRIBER_EXISTS: int
-ERR_CHECKPOINT: int
-ERR_NOT_SUPPORTED: int
-ERR_CLOSE_LOGID: int
+# the jlog_err values, named as in jlog.h without the JLOG_ prefix
+ERR_SUCCESS = 0
+ERR_ILLEGAL_INIT = 1
+ERR_ILLEGAL_OPEN = 2
+ERR_OPEN = 3
+ERR_NOTDIR = 4
+ERR_CREATE_PATHLEN = 5
+ERR_CREATE_EXISTS = 6
+ERR_CREATE_MKDIR = 7
+ERR_CREATE_META = 8
+ERR_LOCK = 9
+ERR_IDX_OPEN = 10
+ERR_IDX_SEEK = 11
+ERR_IDX_CORRUPT = 12
+ERR_IDX_WRITE = 13
+ERR_IDX_READ = 14
+ERR_FILE_OPEN = 15
+ERR_FILE_SEEK = 16
+ERR_FILE_CORRUPT = 17
+ERR_FILE_READ = 18
+ERR_FILE_WRITE = 19
+ERR_META_OPEN = 20
+ERR_ILLEGAL_WRITE = 21
+ERR_ILLEGAL_CHECKPOINT = 22
+ERR_INVALID_SUBSCRIBER = 23
+ERR_ILLEGAL_LOGID = 24
+ERR_SUBSCRIBER_EXISTS = 25
+ERR_CHECKPOINT = 26
+ERR_NOT_SUPPORTED = 27
+ERR_CLOSE_LOGID = 28
 
 
 class JlogError(Exception):
@@ -910,7 +914,7 @@ def find_invalid_regions(buf: bytes, magic: int, codec: Codec = NATIVE) -> list[
 
     invalid = []
     this = -hs
-    h_magic, h_mlen = magic, 0
+    h_mlen = 0
     afternext = 0
     while this + hs <= size:
         nxt = this + hs + h_mlen
@@ -921,7 +925,7 @@ def find_invalid_regions(buf: bytes, magic: int, codec: Codec = NATIVE) -> list[
                 break
             if nxt + hs <= size:
                 m, _s, _u, ml = hdr(nxt)
-                h_magic, h_mlen = m, ml
+                h_mlen = ml
                 if m == magic:
                     this = nxt
                     ok = True
@@ -931,7 +935,7 @@ def find_invalid_regions(buf: bytes, magic: int, codec: Codec = NATIVE) -> list[
         nxt = this + hs
         while nxt + hs <= size:
             m, _s, _u, ml = hdr(nxt)
-            h_magic, h_mlen = m, ml
+            h_mlen = ml
             if m == magic:
                 afternext = nxt + hs + ml
                 if afternext <= 0:
@@ -943,7 +947,7 @@ def find_invalid_regions(buf: bytes, magic: int, codec: Codec = NATIVE) -> list[
                     nxt += 1
                     continue
                 m2, _s2, _u2, ml2 = hdr(afternext)
-                h_magic, h_mlen = m2, ml2
+                h_mlen = ml2
                 if m2 == magic:
                     break
             nxt += 1
