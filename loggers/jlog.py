@@ -493,7 +493,8 @@ class _Context:
                     self.metastore.pwrite(b"\0\0\0\0", 12)
                 raw += b"\0\0\0\0"
             if len(raw) != 16:
-                raise JlogError(ERR_META_OPEN, f"{self.path}/metastore has {len(raw)} bytes, not 16")
+                raise JlogError(ERR_META_OPEN,
+                                f"{self.path}/metastore has {len(raw)} bytes, not 16")
         finally:
             if lock and not locked:
                 self.metastore.unlock()
@@ -1003,7 +1004,8 @@ class JlogReader(_Context):
             self.warn(f"need to repair checkpoint for {self.path} - start ({start}) > "
                       f"finish ({finish})")
             self._set_checkpoint(self.subscriber, finish)
-            self.warn(f"repaired checkpoint for {self.path}: {self.get_checkpoint(self.subscriber)}")
+            now = self.get_checkpoint(self.subscriber)
+            self.warn(f"repaired checkpoint for {self.path}: {now}")
             count = 0
         return Interval(start, finish, count)
 

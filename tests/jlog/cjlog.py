@@ -99,8 +99,8 @@ def _build() -> tuple[CJlog | None, str]:
         inner = glob.glob(os.path.join(work, "jlog-*", "jlog"))[0]
         shutil.rmtree(src, ignore_errors=True)
         shutil.copytree(inner, src)
-        for stale in ("jlogctl", "jlogtail", "jtest", "jthreadtest", "libjlog.dylib", "config.status",
-                      "Makefile", "jlog_config.h"):
+        for stale in ("jlogctl", "jlogtail", "jtest", "jthreadtest", "libjlog.dylib",
+                      "config.status", "Makefile", "jlog_config.h"):
             try:
                 os.unlink(os.path.join(src, stale))
             except OSError:
@@ -179,7 +179,8 @@ def _child(lib_path: str) -> None:
                 if lib.jlog_ctx_init(ctx) != 0:
                     out = {"ok": False, "err": err(ctx)}
             elif op == "add":
-                if lib.jlog_ctx_add_subscriber(ctx, req["name"].encode(), req.get("whence", 0)) != 0:
+                whence = req.get("whence", 0)
+                if lib.jlog_ctx_add_subscriber(ctx, req["name"].encode(), whence) != 0:
                     out = {"ok": False, "err": err(ctx)}
             elif op == "remove":
                 out = {"ok": True, "rv": lib.jlog_ctx_remove_subscriber(ctx, req["name"].encode())}

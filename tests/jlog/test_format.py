@@ -80,7 +80,8 @@ def test_reading_the_c_fixture(tmp_path):
 
 def test_round_trips_of_many_sizes(tmp_path):
     jl = make(tmp_path / "j", "s", unit_limit=64 * 1024)
-    payloads = [b"", b"x", bytes(range(256)), os.urandom(70000), b"line\n" * 1000, "ünïcødé\n".encode()]
+    payloads = [b"", b"x", bytes(range(256)), os.urandom(70000), b"line\n" * 1000,
+                "ünïcødé\n".encode()]
     write(jl, payloads)
     r = jl.open_reader("s")
     got = [m.data for _id, m in r.pending()]
@@ -203,7 +204,8 @@ def test_add_subscriber_begin_and_end(tmp_path):
         jl.add_subscriber("first")
     assert e.value.name == "JLOG_ERR_SUBSCRIBER_EXISTS"
     write(jl, [b"new"])
-    assert [d for *_x, d in read_all(jl, "late_begin")] == [b"old-0", b"old-1", b"old-2", b"old-3", b"new"]
+    assert [d for *_x, d in read_all(jl, "late_begin")] == \
+        [b"old-0", b"old-1", b"old-2", b"old-3", b"new"]
     assert [d for *_x, d in read_all(jl, "late_end")] == [b"new"]
     with pytest.raises(JlogError) as e:
         jl.open_reader("nobody")

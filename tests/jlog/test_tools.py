@@ -122,7 +122,8 @@ def test_sanity_check_is_silent_on_a_good_jlog(jdir):
     p = run_cli("jlog_sanity_check", jdir / "j", ENDIAN)        # the Perl script's order
     assert (p.returncode, p.stdout) == (0, "")
     p = run_cli("jlog_sanity_check", "-v", ENDIAN, jdir / "j")
-    assert p.stdout.splitlines() == ["segment 00000000 has 3 records", "segment 00000001 has 2 records"]
+    assert p.stdout.splitlines() == ["segment 00000000 has 3 records",
+                                     "segment 00000001 has 2 records"]
 
 
 def test_sanity_check_reports_problems(jdir):

@@ -17,8 +17,10 @@ from ecmta.tests.jlog.helpers import read_all
 
 
 @pytest.mark.parametrize("raw, expected", [
-    ("jlog:///var/log/ecelerity/mainlog.jlog=>reader", ("/var/log/ecelerity/mainlog.jlog", "reader")),
-    ("cluster:///var/log/ecelerity/mainlog.cluster=>master", ("/var/log/ecelerity/mainlog.cluster", "master")),
+    ("jlog:///var/log/ecelerity/mainlog.jlog=>reader",
+     ("/var/log/ecelerity/mainlog.jlog", "reader")),
+    ("cluster:///var/log/ecelerity/mainlog.cluster=>master",
+     ("/var/log/ecelerity/mainlog.cluster", "master")),
     ("JLOG:////tmp/x=>a=>b", ("/tmp/x=>a", "b")),
     ("jlog:///tmp/nosub", ("/tmp/nosub", "master")),
     ("jlog:///tmp/emptysub=>", ("/tmp/emptysub", "master")),
