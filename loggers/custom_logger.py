@@ -784,6 +784,11 @@ def build_log_modules(service, cfg, state: str) -> list:
             inst.handles.append(attach(ref, p.kinds))
         inst.panic_key = p.panic_key
         instances.append(inst)
+    # the notes go to these modules' paniclogs too
+    from ecmta.loggers import panic as paniclog
+    if getattr(service, "panic_writer", None) is not None:
+        paniclog.set_sink(service._panic_sink(service.panic_writer, *panic_writers(instances)))
+    for p in plans:
         for note in p.notes:
             panic(note, subsystem=p.module)
     return instances

@@ -247,6 +247,10 @@ def _pf_addr(addr: str) -> str:
     return _q(addr).replace("<", "?").replace(">", "?")
 
 
+def _pf_host(name: str) -> str:
+    return re.sub(r"[\s,\[\]<>()]", "?", _q(name))
+
+
 def _pf_delay(x: float) -> str:
     """Postfix's delay precision: 0, 0.03, 1.2, 13."""
     x = max(0.0, float(x or 0))
@@ -270,7 +274,7 @@ class PostfixFormat:
 
     def _relay(self, rec, final_ok: bool) -> str:
         if rec.remote_ip:
-            return f"{_q(rec.mx_host) or rec.remote_ip}[{rec.remote_ip}]:{rec.remote_port or 25}"
+            return f"{_pf_host(rec.mx_host) or rec.remote_ip}[{rec.remote_ip}]:{rec.remote_port or 25}"
         return "local" if final_ok and not rec.response else "none"
 
     def render(self, rec) -> list[str]:
@@ -301,7 +305,7 @@ class PostfixFormat:
             qid = postfix_qid(rec.msg_id)
             reply = _q(_flat(rec.response))
             if _smtp_said(rec):
-                host = f"{_q(rec.mx_host) or rec.remote_ip}[{rec.remote_ip}]"
+                host = f"{_pf_host(rec.mx_host) or rec.remote_ip}[{rec.remote_ip}]"
                 if rec.stage == 12:
                     detail = f"host {host} refused to talk to me: {reply}"
                 else:
@@ -530,7 +534,8 @@ class SendmailFormat:
     def _relay_out(rec) -> str:
         if not rec.remote_ip:
             return "local"
-        return f"{_sm_addr(rec.mx_host) + '.' if rec.mx_host else ''} [{rec.remote_ip}]".lstrip()
+        host = re.sub(r"[\s,\[\]<>]", "?", _q(rec.mx_host))
+        return f"{host + '.' if host else ''} [{rec.remote_ip}]".lstrip()
 
     def _to(self, rec, dsn: str, stat: str) -> str:
         local = isinstance(rec, records.Delivery) and not rec.remote_ip

@@ -37,9 +37,9 @@ connect_timeout = 3
 idle_timeout = 0
 {glob}
 ESMTP_Listener {{
-  SMTP_Extensions = ( "ENHANCEDSTATUSCODES" "PIPELINING" "8BITMIME" "SIZE" )
+  SMTP_Extensions = ( "ENHANCEDSTATUSCODES" "PIPELINING" "8BITMIME" "SIZE" "AUTH PLAIN" )
   Listen "127.0.0.1:$smtp" {{ }}
-}}
+{listen}}}
 ec_logger "ec_logger" {{
   mainlog = "$home/log/mainlog.ec"
   paniclog = "$home/log/paniclog.ec"
@@ -228,10 +228,16 @@ def servers():
     fail.stop()
 
 
-def start(daemon_factory, ports: dict, tail: str, glob: str = "") -> LogMTA:
+def start(daemon_factory, ports: dict, tail: str, glob: str = "", files: dict | None = None,
+          wait: bool = True, listen: str = "") -> LogMTA:
     all_ports = {"smtp": free_port(), **ports}
-    d = daemon_factory(BASE.format(glob=glob, tail=tail), ports=all_ports)
-    d.start()
+    d = daemon_factory(BASE.format(glob=glob, tail=tail, listen=listen), ports=all_ports)
+    for name, text in (files or {}).items():
+        path = os.path.join(d.home, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            fh.write(text)
+    d.start(wait=wait)
     return LogMTA(d)
 
 
