@@ -162,7 +162,7 @@ class Sink:
                 a = ev.address
                 text = f"{a.localpart}@{a.domain}" if a.domain else a.localpart
                 reply = self.rcpt_reply(text) or ev.default
-                self.event(ev="rcpt", conn=conn, addr=text, reply=str(reply))
+                self.event(ev="rcpt", conn=conn, addr=text, reply=str(reply), raw=ev.raw)
                 if reply.code < 400:
                     rcpts.append(text)
                 srv.respond(reply)

@@ -195,3 +195,22 @@ def test_large_bodies_from_the_spool_and_dot_transparency(mta, sink):
         assert got.endswith(orig[m["rcpts"][0]]), (len(got), len(orig[m["rcpts"][0]]))
     ds = a.wait_records("D", 2)
     assert all(int(d["size"]) > 1_500_000 for d in ds)
+
+
+def test_dsn_parameters_and_size_are_relayed(mta, sink):
+    """RET/ENVID on MAIL and NOTIFY/ORCPT on RCPT go on to a remote that offers DSN; the
+    SIZE declared is the size of the message as sent (RFC 1870)."""
+    import re
+    s = sink(extensions=["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "DSN", "SIZE"])
+    a = mta(tail=domain_port("sink.test", s.port))
+    a.send("alice@sender.test", ["x@sink.test"], mail_options=["RET=HDRS", "ENVID=abc123"],
+           rcpt_options=["NOTIFY=FAILURE,DELAY", "ORCPT=rfc822;orig@example.org"])
+    [m] = s.wait_messages(1)
+    [mail] = s.events("mail")
+    [rcpt] = s.events("rcpt")
+    assert mail["mailfrom"].startswith("MAIL FROM:<alice@sender.test> ")
+    assert "RET=HDRS" in mail["mailfrom"] and "ENVID=abc123" in mail["mailfrom"]
+    assert rcpt["raw"] == "RCPT TO:<x@sink.test> NOTIFY=FAILURE,DELAY ORCPT=rfc822;orig@example.org"
+    size = int(re.search(r"SIZE=(\d+)", mail["mailfrom"]).group(1))
+    [r] = a.records("R")
+    assert size == m["size"] == int(r["size"]), (size, m["size"], r["size"])
