@@ -29,7 +29,7 @@ WAIT = 20.0
 BASE = """\
 spoolbase = "$home/spool"
 hostname = "mx1.ecmta.test"
-relay_domains = ( "sink.test" "defer.test" "fail.test" "closed.test" )
+relay_domains = ( "sink.test" "defer.test" "fail.test" "closed.test" "tls.test" )
 retry_interval = 600
 host_failure_retry = 0
 delayed_queue_scan_interval = 1
@@ -40,10 +40,7 @@ ESMTP_Listener {{
   SMTP_Extensions = ( "ENHANCEDSTATUSCODES" "PIPELINING" "8BITMIME" "SIZE" "AUTH PLAIN" )
   Listen "127.0.0.1:$smtp" {{ }}
 {listen}}}
-ec_logger "ec_logger" {{
-  mainlog = "$home/log/mainlog.ec"
-  paniclog = "$home/log/paniclog.ec"
-}}
+{ec_logger}
 Domain "sink.test" {{
   Gateway = "127.0.0.1:$sink"
 }}
@@ -228,10 +225,18 @@ def servers():
     fail.stop()
 
 
+EC_LOGGER = """\
+ec_logger "ec_logger" {
+  mainlog = "$home/log/mainlog.ec"
+  paniclog = "$home/log/paniclog.ec"
+}"""
+
+
 def start(daemon_factory, ports: dict, tail: str, glob: str = "", files: dict | None = None,
-          wait: bool = True, listen: str = "") -> LogMTA:
+          wait: bool = True, listen: str = "", ec_logger: str = EC_LOGGER) -> LogMTA:
     all_ports = {"smtp": free_port(), **ports}
-    d = daemon_factory(BASE.format(glob=glob, tail=tail, listen=listen), ports=all_ports)
+    d = daemon_factory(BASE.format(glob=glob, tail=tail, listen=listen, ec_logger=ec_logger),
+                       ports=all_ports)
     for name, text in (files or {}).items():
         path = os.path.join(d.home, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -491,3 +491,48 @@ def test_config_reload_changes_formats_and_keeps_them_on_error(daemon_factory, s
     assert "unterminated" in m.d.ok("config reload")
     m.send("alice@sender.test", ["dave@sink.test"])
     wait_lines(m.path("log", "r.cl"), lambda ls: ls[-1:] == ["two dave@sink.test"], "the kept format")
+
+
+# -- TLS ------------------------------------------------------------------------------------------
+
+def test_tls_macros_and_exim_tls_fields_of_a_delivery_over_tls(daemon_factory, servers, tmp_path):
+    """tls_macros' example formats against a real STARTTLS delivery (the delivery tests'
+    recording sink with a certificate of the tests' CA)."""
+    from ecmta.tests.delivery.helpers import Sink, make_certs
+    certs = make_certs(str(tmp_path))
+    sink = Sink(tls={"cert": certs.server_cert, "key": certs.server_key})
+    try:
+        tail = f"""
+Domain "tls.test" {{
+  Gateway = "127.0.0.1:{sink.port}"
+  tls = required
+  tls_verify = ca
+  tls_ca = "{certs.ca}"
+}}
+tls_macros {{}}
+custom_logger "custom_logger1" {{
+  namespace = "custom_logger,sieve,outbound_tls"
+  mainlog = "$home/log/customlog.cl"
+  reception_format = "R@%r@%R@%outbound_tls@%outbound_tls_type"
+  delivery_format = "D@%r@%R%local_ip@%outbound_tls@%outbound_tls_type@%outbound_tls_cipher@%outbound_tls_cipher_algbits@%outbound_tls_cipher_usebits@%outbound_tls_protocol@%outbound_tls_verified@%outbound_tls_issuer@%outbound_tls_subject"
+}}
+exim_logger "e" {{ mainlog = "$home/log/exim.log" }}
+"""
+        m = start(daemon_factory, servers, tail)
+        m.send("alice@sender.test", ["tom@tls.test", "bob@sink.test"])
+        lines = wait_lines(m.path("log", "customlog.cl"), lambda ls: sum(ln.startswith("D@") for ln in ls) >= 2,
+                           "two D lines")
+        assert "R@tom@tls.test@unknown@" in lines
+        [tls] = [ln for ln in lines if ln.startswith("D@tom@")]
+        f = tls.split("@")
+        assert f[:4] == ["D", "tom", "tls.test127.0.0.1", "TLS"] and f[4] == "required", tls
+        assert f[5] and f[6].isdigit() and f[7].isdigit() and f[8].startswith("TLSv1")
+        assert f[9] == "verified" and f[10] and f[11], tls
+        [clear] = [ln for ln in lines if ln.startswith("D@bob@")]
+        assert clear == "D@bob@sink.test127.0.0.1@SMTP@no@@@@@@@"
+        ex = wait_lines(m.path("log", "exim.log"), lambda ls: sum(" => " in ln for ln in ls) >= 2, "=> lines")
+        [tls_line] = [ln for ln in ex if " => tom@tls.test " in ln]
+        assert re.search(r" X=TLSv1\.\d:\S+:\d+ CV=yes C=\"250", tls_line), tls_line
+    finally:
+        sink.proc.kill()
+        sink.proc.wait(5)
