@@ -6,9 +6,12 @@ target per file it writes (e.g. "mainlog", "rejectlog"); the actor tells each li
 FileWriterActor of that target. `attach()` subscribes a started logger to the log bus, so
 publishing a record costs one tell per logger and never waits for a disk.
 
-Talks to: the log bus (records arrive by tell), its writer actors. A render that raises
-is a failure of that record only: the actor restart rule writes it to the paniclog and
-the next record is rendered as usual.
+Talks to: the log bus (records arrive by tell), its writer actors, and the stream taps:
+`TAPS` maps (actor class name, instance name) and a target to callables that
+`loggers/streams.py` installs to copy what a log module writes into a log stream; each is
+called with (record, target, line) after the line is told to its writer (an empty table
+costs one truth test per record). A render that raises is a failure of that record only:
+the actor restart rule writes it to the paniclog and the next record is rendered as usual.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ from __future__ import annotations
 from ecmta.actors.base import EcActor
 from ecmta.loggers import bus
 from ecmta.loggers.writer import WriterLine
+
+# ((actor class name, instance name), target) -> [callable(record, target, line)]; owned by
+# loggers/streams.py, which changes it in place (never rebinds it).
+TAPS: dict = {}
 
 
 class LoggerActor(EcActor):
@@ -25,16 +32,21 @@ class LoggerActor(EcActor):
     def __init__(self, name: str, writers: dict) -> None:
         super().__init__(name)
         self.writers = writers          # target -> FileWriterActor ref
+        self.tap_key = (type(self).__name__, name)
 
     def render(self, record):
         """Yield (target, line) for a record; nothing for records this logger skips."""
         raise NotImplementedError
 
     def on_receive(self, record):
+        taps = TAPS
         for target, line in self.render(record):
             writer = self.writers.get(target)
             if writer is not None:
                 writer.tell(WriterLine(line))
+            if taps:
+                for tap in taps.get((self.tap_key, target), ()):
+                    tap(record, target, line)
 
 
 def attach(ref, kinds) -> object:
