@@ -30,7 +30,7 @@ from ecmta.config.registry import ModuleSpec, OptionSpec, ScopeSpec
 BUILT = frozenset({"scriptlet", "ec_logger", "maildir", "pipe_transport", "bounce_logger",
                    "custom_bounce_logger", "bounce_classifier_override",
                    "custom_logger", "tls_macros", "exim_logger", "postfix_logger",
-                   "sendmail_logger", "syslog_io"})
+                   "sendmail_logger", "syslog_io", "log_streams"})
 
 # Options every module stanza accepts (module_config): enabled (bool, default true; false =
 # passive, only callable from Lua) and debug_level (DEBUG..CRITICAL, default ERROR).
@@ -141,6 +141,10 @@ _SPECS = [
     _m("live_bounce_updates", "Live Bounce Updates – Live Bounce Updates Service",
        "modules.live.bounce.updates", "Generic",
        "Canonicalizes bounce messages into a number of categories (configured in liveupdate.conf)"),
+    # ecmta addition, not a Momentum module: log streams in jlogs for attached consumers
+    # (loggers/streams.py). Its doc is the jlog page, the Momentum page closest to it.
+    _m("log_streams", "log_streams – Log Event Streams (ecmta addition)", "modules.jlog", "Logger",
+       "ecmta: log events written to jlogs for attached consumers", singleton=True),
     _m("mail_loop", "mail_loop – Mail Loop Detection", "modules.mail_loop", "Validation",
        "Automatic suppression of potential mail loops"),
     _m("maildir", "maildir – Maildir Delivery Support", "modules.maildir", "Transport",
@@ -402,6 +406,22 @@ MODULE_OPTIONS["syslog_io"] = [
         description="Facility of syslog:// destinations that name none"),
     _mo("socket", "string", None, module="syslog_io", doc="modules.syslog_io",
         description="ecmta: send RFC 3164 datagrams to this Unix socket instead of syslog(3)"),
+]
+# log_streams (ecmta addition; loggers/streams.py, loggers/consumers.py).
+_STREAMS = "modules.jlog"
+MODULE_OPTIONS["log_streams"] = [
+    _mo("streams", "list", (), module="log_streams", doc=_STREAMS,
+        description="ecmta: streams written to jlogs (events, mainlog, bouncelog, <instance>/<file>, ...)"),
+    _mo("basedir", "string", "streams", module="log_streams", doc=_STREAMS,
+        description="ecmta: directory of the stream jlogs (<basedir>/<name>.jlog; relative: state dir)"),
+    _mo("subscribers", "list", (), module="log_streams", doc=_STREAMS,
+        description="ecmta: subscribers created in every stream jlog at start (they miss nothing)"),
+    _mo("mode", "octal", 0o640, module="log_streams", doc=_STREAMS,
+        description="ecmta: file mode of the stream jlogs' files"),
+    _mo("thread_pool", "string", "IO", module="log_streams", doc=_STREAMS,
+        description="ecmta: the ThreadPool that appends to the stream jlogs"),
+    _mo("trim_interval", "interval", 30, module="log_streams", doc=_STREAMS,
+        description="ecmta: seconds between trims of streams without subscribers (0: never)"),
 ]
 MODULE_SUBSCOPES = {
     "scriptlet": [ScopeSpec("Script", True, frozenset({"scriptlet"}), _SCRIPTLET, True, "scriptlet")],
