@@ -26,6 +26,7 @@ from ecmta.actors.supervisor import Supervisor
 from ecmta.config import ConfigError, ConfigManager
 from ecmta.loggers import panic as paniclog
 from ecmta.loggers.ec_logger import LoggingService
+from ecmta.loggers.streams import StreamService
 
 log = structlog.get_logger("ecmta.daemon")
 
@@ -74,6 +75,7 @@ class Daemon:
 
         loader.load_all()
         self.logging = LoggingService(self)
+        self.log_streams = StreamService(self)      # log streams for consumers (ecmta addition)
         self.dns = Resolver.from_config(self.config.current)
         self.router = Router(self.dns, options_for=lambda d: route_options(
             self.config.current, EvalContext(domain=d)))
@@ -82,8 +84,8 @@ class Daemon:
         self.delivery = DeliveryService(self)
         self.esmtp = ESMTPService(self)
         self.control = ControlService(self)
-        for svc in (self.pools, self.logging, self.dns, self.spool, self.delivery, self.esmtp,
-                    self.control):
+        for svc in (self.pools, self.logging, self.log_streams, self.dns, self.spool, self.delivery,
+                    self.esmtp, self.control):
             if getattr(svc, "name", "") not in self.skip:
                 self.supervisor.add(svc)
 
