@@ -33,6 +33,7 @@ from ecmta.loggers import syslog_io
 from ecmta.loggers.writer import FileWriterActor, WriterFlush, WriterLine, WriterReopen
 
 DEFAULT_PANICLOG = "log/paniclog.ec"
+REOPEN_WAIT = 5.0
 FILE_KINDS = ("mainlog", "rejectlog", "paniclog", "acctlog", "importlog")
 SWITCHES = {
     "log_receptions": (records.Reception,),
@@ -139,12 +140,23 @@ class LoggingService:
             raise
         self._teardown(old, old_panic)
 
-    def reopen(self) -> None:
-        for inst in self.instances:
-            for ref in inst.writers.values():
-                ref.tell(WriterReopen())
-        if self.panic_writer is not None:
-            self.panic_writer.tell(WriterReopen())
+    def reopen(self, wait: float = REOPEN_WAIT) -> None:
+        """`reopen logs`: every writer of every log module (ec_logger, custom_logger and
+        the MTA-format loggers, bounce loggers, the paniclog) reopens its file; then wait
+        (at most `wait` seconds) until each has appended what it held, so a batch that was
+        being appended to a file renamed by ec_rotate is finished when this returns and
+        the renamed file is complete (every later batch opens the path anew)."""
+        refs = self._all_writers()
+        for ref in refs:
+            ref.tell(WriterReopen())
+        flushes = []
+        for ref in refs:
+            msg = WriterFlush()
+            ref.tell(msg)
+            flushes.append(msg.done)
+        deadline = time.monotonic() + wait
+        for done in flushes:
+            done.wait(max(0.0, deadline - time.monotonic()))
 
     def flush(self, timeout: float = 10) -> None:
         """Wait until every line handed to a writer so far is on disk (tests, shutdown)."""
