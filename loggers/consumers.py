@@ -182,7 +182,8 @@ def parse_types(spec) -> frozenset | None:
 def wanted(event: Event, types: frozenset | None) -> bool:
     if not types:
         return True
-    return event.type in types or event.type.lower() in types or event.record.lower() in types
+    t = event.type
+    return t in types or (len(t) > 1 and t.lower() in types) or event.record.lower() in types
 
 
 # -- where a stream lives ----------------------------------------------------------------------
