@@ -219,7 +219,7 @@ def settings_of(cfg) -> Settings:
     names = tuple(dict.fromkeys(str(n) for n in (_opt(scope, "streams", ()) or ()) if str(n)))
     for name in names:
         if name.startswith("/") or name.endswith("/") or "\n" in name:
-            raise StreamConfigError(f"log_streams: '{name}' is not a stream name")
+            raise StreamConfigError(f"streams = \"{name}\": not a stream name")
     subs = tuple(dict.fromkeys(str(s) for s in (_opt(scope, "subscribers", ()) or ()) if str(s)))
     return Settings(names, str(_opt(scope, "basedir", consumers.DEFAULT_BASEDIR) or
                                consumers.DEFAULT_BASEDIR), subs,
@@ -346,8 +346,8 @@ class StreamService:
         if not found:
             known = sorted({consumers.EVENTS, *(t for _k, t, _i in entries),
                             *(f"{i}/{t}" for _k, t, i in entries), *(i for _k, _t, i in entries)})
-            raise StreamConfigError(f"log_streams: no log module writes a file or is named "
-                                    f"'{name}' (streams available: {', '.join(known)})")
+            raise StreamConfigError(f"streams = \"{name}\": no log module writes a file or is "
+                                    f"named '{name}' (streams available: {', '.join(known)})")
         return found
 
     def _apply(self, cfg) -> None:
@@ -367,7 +367,7 @@ class StreamService:
                 continue
             plan[name] = (sources, consumers.stream_path(state, name, settings.basedir))
         if settings.pool not in pools.current():
-            raise StreamConfigError(f"log_streams thread_pool = \"{settings.pool}\": no such ThreadPool")
+            raise StreamConfigError(f"thread_pool = \"{settings.pool}\": no such ThreadPool")
         old = self.streams
         keep, new = {}, {}
         for name, (sources, path) in plan.items():

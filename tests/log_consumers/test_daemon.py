@@ -60,6 +60,11 @@ def _lag_of(text: str, stream: str, subscriber: str) -> int:
     return int(m.group(1))
 
 
+def _clean_paniclog(d) -> None:
+    problems = [ln for ln in d.paniclog().splitlines() if "started" not in ln]
+    assert problems == [], d.paniclog()
+
+
 def _stream_ids(home: str, stream: str = "mainlog") -> list[tuple[str, str, str]]:
     return [(str(e.id), e.type, e.fields.get("msg_id", ""))
             for e in consumers.iter_events(stream_path(home, stream))]
@@ -101,6 +106,7 @@ def test_two_consumers_at_different_positions(daemon_factory, sink):
     ev = [e for e in consumers.iter_events(stream_path(d.home, "events"))]
     assert sorted(e.line for e in ev) == sorted(e.line for e in got_a + new_a)
     assert d.stop() == 0
+    _clean_paniclog(d)
 
 
 # -- at-least-once across a kill of the consumer ------------------------------------------------------
@@ -164,6 +170,7 @@ def test_daemon_restart_while_a_consumer_reads(daemon_factory, sink, tmp_path):
     assert sorted(x[2] for x in got if x[1] == "D") == sorted(first + second)
     assert [x[0] for x in got] == [x[0] for x in _stream_ids(d.home)]
     assert d.stop() == 0
+    _clean_paniclog(d)
 
 
 # -- a stalled consumer does not slow delivery; its lag shows -------------------------------------------
@@ -366,3 +373,27 @@ def test_instance_qualified_streams_and_reopen(daemon_factory, sink):
     assert "Subscribers: 0 (only the newest segment is kept)" in text
     assert not d.console("log streams nosuch")[0]
     assert d.stop() == 0
+
+
+def test_reload_adds_a_stream_and_keeps_the_running_ones(daemon_factory, sink):
+    d = _daemon(daemon_factory, sink, extra='log_streams { streams = ( "mainlog" ) }\n')
+    _deliver(d, 2)
+    wait_for(lambda: len(_stream_ids(d.home)) >= 4, WAIT, what="4 mainlog stream records")
+    d.config_body = CONFIG + 'log_streams { streams = ( "mainlog" "events" ) }\n'
+    d.write_config()
+    d.ok("config reload")
+    text = d.ok("log streams")
+    assert "Stream: events" in text and "Events: 4 written" in text      # same mainlog writer
+    ids = _deliver(d, 2, first=5)
+    wait_for(lambda: len(_stream_ids(d.home)) >= 8, WAIT, what="8 mainlog stream records")
+    wait_for(lambda: len(_stream_ids(d.home, "events")) >= 4, WAIT, what="4 events records")
+    assert {x[2] for x in _stream_ids(d.home, "events")} == set(ids)
+    # a bad name in a reload keeps the running streams
+    d.config_body = CONFIG + 'log_streams { streams = ( "mainlog" "nope" ) }\n'
+    d.write_config()
+    ok, text = d.console("config reload")
+    assert "nope" in text
+    assert "Stream: events" in d.ok("log streams")
+    assert d.stop() == 0
+    problems = [ln for ln in d.paniclog().splitlines() if "started" not in ln and "nope" not in ln]
+    assert problems == [], d.paniclog()
