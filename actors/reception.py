@@ -40,6 +40,10 @@ from ecmta.version import BANNER_VERSION
 
 READ_SIZE = 65536
 INTERNAL_ERROR = Reply(421, "4.3.0", "Temporary internal error, closing connection")
+# Momentum documents no limit on failed AUTH in a session; ecmta answers the MAX_AUTH_FAILURES-th
+# failed credential check with `421 4.7.0 Too many failed authentication attempts, closing
+# connection` and disconnects (brute force costs a new connection per guesses-per-session).
+MAX_AUTH_FAILURES = 3
 DEFAULT_BINDING = "default"
 
 
@@ -156,6 +160,7 @@ class SmtpSession:
         self.conn_id = new_id()
         self.generation = None
         self.last_module = "core"
+        self.auth_failures = 0
         self._reset_transaction()
 
     # -- transaction state -------------------------------------------------------------
@@ -360,6 +365,9 @@ class SmtpSession:
             bus.publish(records.Auth(time.time(), self.endpoint.address,
                                      f"{self.peer_ip}:{self.peer_port}", ev.authcid, ok))
         if not ok:
+            self.auth_failures += 1
+            if self.auth_failures >= MAX_AUTH_FAILURES:
+                return S.R.AUTH_TOO_MANY, True
             return None, False                       # the machine's 535 default
         conn["auth_user"] = ev.authcid
         conn["can_relay"] = "true"

@@ -146,6 +146,7 @@ TLS_ACTIVE = Reply(503, "5.5.1", "TLS already active")                          
 STARTTLS_INJECTION = Reply(554, "5.5.1",  # (ecmta)
                            "commands pipelined after STARTTLS; connection dropped")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")             # RFC 4954
+AUTH_TOO_MANY = Reply(421, "4.7.0", "Too many failed authentication attempts, closing connection")  # (ecmta)
 AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")                    # RFC 4954
 AUTH_BAD_BASE64 = Reply(501, "5.5.2", "Cannot Base64-decode client response")       # RFC 4954
 AUTH_BAD_RESPONSE = Reply(501, "5.5.2", "Invalid authentication response")          # (ecmta)
