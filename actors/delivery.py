@@ -541,18 +541,23 @@ class DeliveryService:
         self.spool().remove([e.id])
 
     def _inject_bounce(self, e: Entry, reason: str, remote_ip: str, now: float, to: str, opts) -> None:
-        original = e.body.data if e.body is not None else self._load_body(e.id)
-        hostname = self.config().value("hostname", default="") or socket.gethostname()
         recipient = dsnmod.DsnRecipient(e.rcptto, reply=reason, dsn=e.dsn, remote_ip=remote_ip,
                                         last_attempt=now, log_id=e.id)
+        self._inject_notice(_render_failure, e, recipient, to, opts,
+                            inline_original=str(opts.bounces_inline_original or "headers"))
+
+    def _inject_notice(self, render, e: Entry, recipient, to: str, opts, **extra) -> None:
+        """Render a DSN about `e` (in the IO pool when async_bounce_rendering) and inject it
+        with a null sender and protocol `internal`: spooled, logged (R), queued."""
+        original = e.body.data if e.body is not None else self._load_body(e.id)
+        hostname = self.config().value("hostname", default="") or socket.gethostname()
         kw = dict(mailfrom=e.mailfrom, recipients=[recipient], hostname=hostname,
-                  original=original, inline_original=str(opts.bounces_inline_original or "headers"),
-                  ret=e.dsn.ret, envid=e.dsn.envid, arrival_date=e.received_at,
-                  mailerdaemon=opts.mailerdaemon or "", to=to)
+                  original=original, ret=e.dsn.ret, envid=e.dsn.envid, arrival_date=e.received_at,
+                  mailerdaemon=opts.mailerdaemon or "", to=to, **extra)
         if self.config().value("async_bounce_rendering", default=True):
-            data = pools.run("IO", _render_failure, kw)
+            data = pools.run("IO", render, kw)
         else:
-            data = _render_failure(kw)
+            data = render(kw)
         bid = new_id()
         m = MailMessage(id=bid, batch_id=bid, conn_id=e.conn_id, mailfrom="", rcptto=to,
                         body=Body(data), size=len(data), protocol="internal",
@@ -562,6 +567,29 @@ class DeliveryService:
                                       m.rcpt_domain, "", "", "127.0.0.1", m.size, "internal",
                                       m.binding_group, m.binding))
         self.enqueue([m])
+
+    # -- delay DSNs ------------------------------------------------------------------------
+    def delay_dsn_wanted(self, e: Entry, opts) -> bool:
+        """The delay_dsn module is loaded, the scope turns delay DSNs on, and RFC 3461 lets us."""
+        if not opts.generate_delay_dsn or not self.config().scopes("delay_dsn"):
+            return False
+        return dsnmod.should_bounce(e.mailfrom, e.dsn.notify, "delay", generate_delay_dsn=True)
+
+    def send_delay_dsn(self, e: Entry, opts) -> None:
+        """Called by the queue actor when a delay DSN is due; the work runs in a greenlet."""
+        g = gevent.spawn(self._delay_dsn, e, opts)
+        self._helpers.add(g)
+        g.link(lambda _g: self._helpers.discard(_g))
+
+    def _delay_dsn(self, e: Entry, opts) -> None:
+        try:
+            until = e.received_at + float(opts.message_expiration or 0) if opts.message_expiration else None
+            recipient = dsnmod.DsnRecipient(e.rcptto, reply=e.code or "", dsn=e.dsn,
+                                            last_attempt=time.time(), will_retry_until=until, log_id=e.id)
+            self._inject_notice(_render_delay, e, recipient, e.mailfrom, opts, will_retry_until=until)
+        except Exception as exc:
+            panic(f"delay DSN for {e.id} ({e.rcptto}) could not be generated: {exc!r}",
+                  subsystem="bounce", level="ERROR")
 
     def _load_body(self, msg_id: str) -> bytes | None:
         try:
@@ -574,3 +602,8 @@ class DeliveryService:
 def _render_failure(kw: dict) -> bytes:
     """Pool job: render one failure DSN (pure)."""
     return dsnmod.render_failure_dsn(**kw)
+
+
+def _render_delay(kw: dict) -> bytes:
+    """Pool job: render one delay DSN (pure)."""
+    return dsnmod.render_delay_dsn(**kw)

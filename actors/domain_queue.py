@@ -26,6 +26,7 @@ from collections import deque
 import gevent
 
 from ecmta.actors import messages as Q
+from ecmta.actors import dsn as dsnmod
 from ecmta.actors import retry
 from ecmta.actors.base import EcActor
 
@@ -39,7 +40,8 @@ class Entry:
     __slots__ = ("id", "batch_id", "conn_id", "mailfrom", "rcptto", "size", "received_at",
                  "attempts", "next_attempt", "priority", "dsn", "code", "binding",
                  "binding_group", "domain", "protocol", "peer_ip", "body", "state", "seq",
-                 "transient_failures", "peer_port", "listener_addr", "ehlo")
+                 "transient_failures", "peer_port", "listener_addr", "ehlo",
+                 "dsn_next", "dsn_sent")
 
     def __init__(self, m, keep_body: bool) -> None:
         self.id, self.batch_id, self.conn_id = m.id, m.batch_id, m.conn_id
@@ -56,6 +58,8 @@ class Entry:
         self.state = "active"
         self.seq = next(_seq)
         self.transient_failures = 0
+        self.dsn_next = math.inf       # when the next delay DSN is due (delay_dsn module)
+        self.dsn_sent = 0
 
     @property
     def rcpt_local(self) -> str:
@@ -80,6 +84,7 @@ class DomainQueueActor(EcActor):
         self.active_hi: deque = deque()
         self.active: deque = deque()
         self.delayed: list = []
+        self.dsn_due: list = []                     # heap (due, seq, entry) of delay DSNs
         self.index: dict[str, Entry] = {}
         self.assigned: dict[int, list] = {}        # worker -> entries in flight
         self.waiting: dict[int, object] = {}       # worker -> parked AsyncResult
@@ -134,8 +139,35 @@ class DomainQueueActor(EcActor):
                 self._delay(e)
             else:
                 self._activate(e)
+            self._plan_delay_dsn(e, opts, now)
         self._dispatch()
         self._schedule()
+
+    # -- delay DSNs (delay_dsn module): a schedule of their own ------------------------------
+    def _plan_delay_dsn(self, e: Entry, opts, now: float) -> None:
+        if not self.svc.delay_dsn_wanted(e, opts):
+            return
+        # After a restart the notices whose time has passed are taken as sent: one missed
+        # notice is better than a burst of stale ones.
+        while True:
+            due = dsnmod.next_delay_dsn(e.received_at, e.dsn_sent, opts.delay_dsn_retry_interval,
+                                        opts.delay_dsn_max_retry_interval)
+            if due > now or e.dsn_sent > 1000:
+                break
+            e.dsn_sent += 1
+        e.dsn_next = due
+        heapq.heappush(self.dsn_due, (due, e.seq, e))
+
+    def _send_due_delay_dsns(self, opts, now: float) -> None:
+        while self.dsn_due and self.dsn_due[0][0] <= now:
+            _, _, e = heapq.heappop(self.dsn_due)
+            if e.id not in self.index or e.state not in ("active", "delayed", "delivering"):
+                continue
+            self.svc.send_delay_dsn(e, opts)
+            e.dsn_sent += 1
+            e.dsn_next = dsnmod.next_delay_dsn(e.received_at, e.dsn_sent, opts.delay_dsn_retry_interval,
+                                               opts.delay_dsn_max_retry_interval)
+            heapq.heappush(self.dsn_due, (e.dsn_next, e.seq, e))
 
     def _activate(self, e: Entry, front: bool = False) -> None:
         e.state = "active"
@@ -355,6 +387,10 @@ class DomainQueueActor(EcActor):
             wake = self.delayed[0][0]
         else:
             wake = math.inf
+        while self.dsn_due and self.dsn_due[0][2].id not in self.index:
+            heapq.heappop(self.dsn_due)
+        if self.dsn_due:
+            wake = min(wake, self.dsn_due[0][0])
         if wake >= self._next_wake and self._timer is not None and not self._timer.dead:
             return
         if self._timer is not None:
@@ -383,6 +419,7 @@ class DomainQueueActor(EcActor):
             _, _, e = heapq.heappop(self.delayed)
             if e.state == "delayed" and e.id in self.index:
                 self._activate(e)
+        self._send_due_delay_dsns(opts, now)
         self._dispatch()
         self._schedule()
 
@@ -447,13 +484,17 @@ class DomainQueueActor(EcActor):
             rows.sort(key=lambda e: e.seq)
             listing = [(e.state if e.state != "delivering" else "active", e.id, e.received_at,
                         e.mailfrom, e.rcptto) for e in rows[msg.offset:msg.offset + msg.list_messages]]
+        pending_dsns = []
+        if msg.delay_dsns:
+            pending_dsns = sorted((due, e.id, e.rcptto, e.dsn_sent) for due, _, e in self.dsn_due
+                                  if e.id in self.index and due == e.dsn_next)
         msg.reply.set({
             "binding": self.binding, "group": self.group, "domain": self.domain,
             "active": self.active_count() + sum(len(v) for v in self.assigned.values()),
             "delayed": self.delayed_count(), "connections": len(self.workers),
             "deliveries": self.deliveries, "failures": self.failures, "sent": self.sent_total,
             "consecutive_failures": self.consecutive_connect_failures,
-            "last_error": self.last_error, "messages": listing,
+            "last_error": self.last_error, "messages": listing, "delay_dsns": pending_dsns,
             # bodies held in memory / active messages whose body is only on disk
             "resident": sum(1 for e in self.index.values() if e.body is not None),
             "destaged": sum(1 for e in self.index.values() if e.state == "active" and e.body is None),

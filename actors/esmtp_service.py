@@ -168,6 +168,9 @@ class ESMTPService:
                 self._members.setdefault(group, []).append(binding)
         return groups
 
+    def default_binding(self) -> str:
+        return str(self.config().value("default_binding", default="normal")).lower()
+
     def group_of(self, binding: str) -> str:
         return self._binding_groups().get(binding, "default")
 

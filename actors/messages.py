@@ -105,3 +105,4 @@ class QueueStatsGet:
     reply: AsyncResult = field(default_factory=AsyncResult)
     list_messages: int = 0
     offset: int = 0
+    delay_dsns: bool = False        # also list the pending delay DSNs (id, rcpt, due, sent)

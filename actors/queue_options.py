@@ -75,6 +75,9 @@ class QueueOptions:
     outbound_throttle_connections: object = None
     throttle_messages_key: object = None
     throttle_connections_key: object = None
+    generate_delay_dsn: bool = False
+    delay_dsn_retry_interval: float = 3600
+    delay_dsn_max_retry_interval: float = 43200
     max_resident_active_queue: int = 250
     drop_body_after_trans_fail: int = 3
 
@@ -104,6 +107,8 @@ def build(cfg, binding: str, group: str, domain: str) -> QueueOptions:
         "throttle_messages_key": _scope_key(cfg.defining_scope("outbound_throttle_messages", ctx)),
         "throttle_connections_key": _scope_key(cfg.defining_scope("outbound_throttle_connections", ctx)),
     }
+    if binding == "default" and str(cfg.value("default_binding", default="normal")).lower() == "suspended":
+        values["suspend_delivery"] = True      # default_binding = suspended (conf.ref.default_binding)
     return QueueOptions(cfg.generation, binding, group, domain, **values, **keys)
 
 

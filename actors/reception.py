@@ -45,6 +45,7 @@ INTERNAL_ERROR = Reply(421, "4.3.0", "Temporary internal error, closing connecti
 # connection` and disconnects (brute force costs a new connection per guesses-per-session).
 MAX_AUTH_FAILURES = 3
 DEFAULT_BINDING = "default"
+NO_DEFAULT_BINDING = Reply(451, "4.3.0", "no binding for this message (default_binding = none)")
 
 
 @dataclass
@@ -609,6 +610,10 @@ class SmtpSession:
             return ("discard",)
         self._phase("validate_set_binding", msg=m, ac=False)
         self._assign_binding(m)
+        if m.binding == DEFAULT_BINDING and self.svc.default_binding() == "none":
+            # default_binding = none: mail that falls into the default binding is refused
+            # with a transient failure to the injector (conf.ref.default_binding).
+            return ("reject", NO_DEFAULT_BINDING, "core")
         r = self._phase("core_final_validation", msg=m)
         reply, _ = self._policy_reply(r)
         if reply is not None and reply.code >= 400:

@@ -30,7 +30,7 @@ from ecmta.config.registry import ModuleSpec, OptionSpec, ScopeSpec
 BUILT = frozenset({"scriptlet", "ec_logger", "maildir", "pipe_transport", "bounce_logger",
                    "custom_bounce_logger", "bounce_classifier_override",
                    "custom_logger", "tls_macros", "exim_logger", "postfix_logger",
-                   "sendmail_logger", "syslog_io", "log_streams"})
+                   "sendmail_logger", "syslog_io", "log_streams", "delay_dsn"})
 
 # Options every module stanza accepts (module_config): enabled (bool, default true; false =
 # passive, only callable from Lua) and debug_level (DEBUG..CRITICAL, default ERROR).

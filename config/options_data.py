@@ -71,6 +71,8 @@ BUILT = frozenset({
     "connection_allocation_aggressiveness", "outbound_throttle_messages",
     "outbound_throttle_connections", "max_resident_active_queue", "drop_body_after_trans_fail",
     "delayed_queue_scan_interval", "server_max_outbound_connections",
+    "generate_delay_dsn", "delay_dsn_retry_interval", "delay_dsn_max_retry_interval",
+    "default_binding",
     # DNS and routing (transports/dns.py, transports/routing.py)
     "resolv_conf", "min_dns_ttl", "max_dns_ttl", "dns_cache_purge_interval",
     "dns_fallback_to_tcp", "use_ipv6", "prohibited_hosts", "skip_hosts", "gateway", "routes",

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "ecmta.console.cmd_dns",
     "ecmta.console.cmd_inbound",
     "ecmta.console.cmd_queue",
+    "ecmta.console.cmd_modules",
     "ecmta.console.cmd_logs",
 )
 

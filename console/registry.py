@@ -77,6 +77,13 @@ def resolve(words: list[str]) -> tuple[Command | None, list[str]]:
         cmd = COMMANDS.get(tuple(lowered[:n]))
         if cmd is not None:
             return cmd, words[n:]
+    if words and ":" in words[0]:
+        # Module commands are typed `<module>:<instance> <command>` (module_specific_console_
+        # commands.using); they register as "<module>: <command>" and get the instance first.
+        module, _, instance = words[0].partition(":")
+        cmd, rest = resolve([module + ":"] + words[1:])
+        if cmd is not None:
+            return cmd, [instance] + rest
     return None, words
 
 
