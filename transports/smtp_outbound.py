@@ -54,8 +54,10 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import select as _select
+
 import gevent
-from gevent import select as gselect
+from gevent import monkey as _monkey
 from gevent import socket as gsocket
 from gevent import ssl as gssl
 
@@ -65,6 +67,8 @@ from ecmta.transports.smtp_client import (
     TLS_NOT_CA_SIGNED, TLS_SUBJECT_MISMATCH, ClientOptions, Failure, RecipientOutcome,
     SessionFailed, SMTPClient, Transaction, TransactionDone, UpgradeTLS, failure)
 from ecmta.transports.tls import TLSConfigError, _protocol_range
+
+_original_poll = _monkey.get_original("select", "poll")      # a non-blocking syscall with timeout 0
 
 READ_SIZE = 65536
 _MAX_STEPS = 1_000_000       # machine steps per pump: a runaway guard, never reached
@@ -329,7 +333,12 @@ class OutboundConnection:
         if not self.idle:
             return False
         try:
-            readable = gselect.select([self._sock], [], [], 0)[0]
+            # poll(), not select(): select() refuses descriptors >= 1024 (ValueError), and
+            # treating that as "readable" blocked here for rset_timeout on every reuse of a
+            # connection once a busy daemon had 1 000 sockets open.
+            poller = _original_poll()
+            poller.register(self._sock.fileno(), _select.POLLIN | _select.POLLPRI)
+            readable = bool(poller.poll(0))
         except (OSError, ValueError):
             readable = True
         pending = getattr(self._sock, "pending", lambda: 0)()
