@@ -122,7 +122,7 @@ class Bench:
     def relay(self, spec: Spec, system: str, conc: int, rep: int, count: int, profile: bool = False) -> lib.Run:
         a = self.a
         sink = self.tls_sink if spec.tls_out else self.sink
-        setup = lib.Setup(sink_port=sink.port, held=spec.held, tls_in=self.certs if spec.tls_in else None,
+        setup = lib.Setup(sink_port=1 if a.lose_mail else sink.port, held=spec.held, tls_in=self.certs if spec.tls_in else None,
                           tls_out=spec.tls_out, dns=self.dns if spec.dns else None, lua=spec.lua)
         cls = lib.Postfix if system == "postfix" else lib.Ecmta
         mta = cls(self.wd, setup, tag=f"-{spec.name}-{conc}-{rep}")
@@ -372,8 +372,8 @@ class Bench:
         if name not in SPECS:
             raise SystemExit(f"--profile needs a relay scenario ({', '.join(SPECS)}), not {name}")
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        os.makedirs(RESULTS, exist_ok=True)
-        self.profile_base = os.path.join(RESULTS, f"profile-{name}-{stamp}")
+        os.makedirs(self.a.out, exist_ok=True)
+        self.profile_base = os.path.join(self.a.out, f"profile-{name}-{stamp}")
         spec = SPECS[name]
         count = getattr(self.a, spec.count_option)
         conc = (self.a.sweep if name == "e2e" else self.a.conc)[0]
@@ -467,6 +467,7 @@ def parse(argv=None):
     ap.add_argument("--profiler", choices=["auto", "py-spy", "cprofile"], default="auto",
                     help="profile mode: py-spy when installed (auto), or cProfile inside the daemon")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (always kept after a failure)")
+    ap.add_argument("--lose-mail", action="store_true", help=argparse.SUPPRESS)   # tests: relay to a dead port
     ap.add_argument("--out", default=RESULTS, help="results directory (default bench/results)")
     a = ap.parse_args(argv)
     a.scenarios = a.scenarios or list(ORDER)
