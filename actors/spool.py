@@ -390,7 +390,11 @@ class SpoolActor(EcActor):
                                                       self._tell, _Kick("retry"))
             self._check_flushes()
             return
-        self.ready = [] if commits else self.ready
+        if commits is self.ready:
+            # A fresh list even when it is empty: the batch keeps `commits`, and a commit
+            # appended to the same list while this transaction runs would be acknowledged
+            # by its success without having been written.
+            self.ready = []
         if maint:
             batch = _Batch(commits, self.updates, self.removes, self.quarantine)
             self.updates, self.removes, self.quarantine = {}, [], []
