@@ -52,10 +52,11 @@ style mapping (ranges `a-z`, escapes `\\/ \\\\ \\n \\t`; a shorter set2 repeats 
 character). Whatever the sanitize setting, control characters left in a value are escaped
 as special_characters does, so one record is always one line.
 
-concurrency: accepted; every file has one writer that appends batches of lines from a pool
-thread, one batch in flight so lines keep their order, so more threads per file would only
-reorder lines. thread_pool: the named pool (a ThreadPool stanza; default IO) runs this
-instance's appends.
+concurrency / thread_pool: without thread_pool, an instance gets a pool of its own
+(`custom_logger:<name>`, shown by `threads stats`) with `concurrency` threads (default 1) and
+a backlog of 1024; with thread_pool, the named pool (a ThreadPool stanza) runs the appends
+and its own Concurrency applies. Every file has one writer with one batch in flight, so the
+lines of a file keep their order whatever the concurrency.
 """
 
 from __future__ import annotations
@@ -742,6 +743,10 @@ def plan_custom_logger(scope, state: str, destination, tls_loaded: bool) -> Plan
     plan.notes = notes
     pool = _opt(scope, "thread_pool")
     plan.pool = str(pool) if pool else None
+    conc = _opt(scope, "concurrency")
+    # Without thread_pool the instance writes through a pool of its own with `concurrency`
+    # threads (default 1) and the documented backlog of 1024.
+    plan.own_pool = None if pool else (f"custom_logger:{name}", int(conc or 1), 1024)
     return plan
 
 
@@ -767,6 +772,12 @@ def build_log_modules(service, cfg, state: str) -> list:
     for p in plans:
         if p.pool and not _pool_exists(p.pool, cfg):
             raise _config_error(f"{p.module} \"{p.name}\" thread_pool = \"{p.pool}\": no such ThreadPool")
+    pools = getattr(service.daemon, "pools", None)
+    for p in plans:
+        own = getattr(p, "own_pool", None)
+        if own and pools is not None:
+            pools.ensure(*own)
+            p.pool = own[0]
     headers, dheaders, dctx = set(), set(), False
     for p in plans:
         headers |= p.headers

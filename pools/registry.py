@@ -128,6 +128,18 @@ class PoolRegistry:
         self._pools[pool.key] = pool
         return pool
 
+    def ensure(self, name: str, concurrency: int, backlog: int = 0) -> Pool:
+        """A pool a module owns (not from a ThreadPool stanza): created, or its concurrency
+        brought to `concurrency`; started when the registry runs."""
+        pool = self._pools.get(str(name).lower())
+        if pool is None:
+            pool = self._add(name, int(concurrency), int(backlog), 0)
+            if self._started:
+                pool.start()
+        elif pool.concurrency != int(concurrency):
+            pool.set_concurrency(int(concurrency))
+        return pool
+
     def _delegate(self) -> Pool | None:
         return self._pools.get(DELEGATE_POOL)
 

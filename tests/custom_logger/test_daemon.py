@@ -536,3 +536,12 @@ exim_logger "e" {{ mainlog = "$home/log/exim.log" }}
     finally:
         sink.proc.kill()
         sink.proc.wait(5)
+
+
+def test_concurrency_gives_the_instance_a_pool_of_its_own(daemon_factory, servers):
+    m = start(daemon_factory, servers, 'custom_logger "cl2" {\n  concurrency = 3\n'
+              '  reception_logfile = "$home/log/cl2.cl"\n  reception_format = "%t %i"\n}\n')
+    ok, out = m.d.console("threads stats")
+    assert ok and "CUSTOM_LOGGER:CL2 thread pool: concurrency 3" in out
+    m.send("alice@sender.test", ["bob@sink.test"])
+    wait_lines(m.path("log", "cl2.cl"), bool, "the R line")
