@@ -479,6 +479,7 @@ def parse(argv=None):
     a.scenarios = [s for s in ORDER if s in a.scenarios]          # a fixed order: cheap ones first
     SPECS["accept"].load.size = SPECS["e2e"].load.size = SPECS["domains"].load.size = a.size
     SPECS["tls"].load.size = SPECS["lua"].load.size = a.size
+    SPECS["domains"].load.domains = a.domains
     return a
 
 
