@@ -20,13 +20,15 @@ subscribes to. The stream names, the record format and the reading side are in
     }
 
 Why a slow consumer never slows delivery: the producers publish to the bus and the log
-modules render exactly as without streams; a tap only tells the stream's writer actor the
-record and its line (one tell); the writer encodes it (loggers/consumers.py `encode`) and
-appends batches to the jlog from a pool thread, one batch in flight, like every log file
-writer. Nothing here ever reads a subscriber's position or waits for it: a consumer that
-stops reading only makes the jlog grow (its lag, `log streams` in the console). A stream
-without any subscriber keeps only the segment being written: every `trim_interval` the
-older segments are removed (the jlog would otherwise grow for ever).
+modules render exactly as without streams; a tap only appends the record and its line to
+the stream's buffer on the hub, and every LINGER (50 ms) one batch goes to the stream's
+writer actor (one tell), which encodes it (loggers/consumers.py `encode`) and appends it
+to the jlog from a pool thread, one batch in flight, like every log file writer (a tell
+and a pool job per event would cost more than the event itself). Nothing here ever reads
+a subscriber's position or waits for it: a consumer that stops reading only makes the
+jlog grow (its lag, `log streams` in the console). A stream without any subscriber keeps
+only the segment being written: every `trim_interval` the older segments are removed
+(the jlog would otherwise grow for ever).
 
 Lifecycle: the service starts right after the logging service and resolves the stream
 names against its log module instances; a reload re-resolves them (a stream whose jlog
@@ -55,6 +57,7 @@ from ecmta.loggers.writer import WriterFlush, WriterReopen
 
 MODULE = "log_streams"
 TRIM_INTERVAL = 30.0
+LINGER = 0.05
 DRAIN_TIMEOUT = 5.0
 _current = None
 
@@ -71,10 +74,9 @@ class StreamConfigError(ValueError):
 # -- the writer ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class StreamEvent:
-    record: object
-    target: str
-    line: str | None
+class StreamBatch:
+    """Events for a stream's writer: [(record, target, line or None for `events`)]."""
+    items: list
 
 
 @dataclass
@@ -107,7 +109,8 @@ def events_line(rec) -> str:
 
 
 class StreamWriterActor(JlogWriterActor):
-    """One stream's jlog: StreamEvents in, JSON records out (batched from a pool thread)."""
+    """One stream's jlog: StreamBatches in, JSON records out (appended from a pool thread,
+    one batch in flight; what arrives meanwhile goes right after it)."""
 
     def __init__(self, path: str, stream: str, stats: StreamStats, *, mode: int = DEFAULT_FILE_MODE,
                  pool: str = "IO") -> None:
@@ -116,25 +119,29 @@ class StreamWriterActor(JlogWriterActor):
         self.stats = stats
 
     def on_receive(self, message):
-        if isinstance(message, StreamEvent):
-            rec = message.record
-            etype = consumers.event_type(rec)
-            if etype is None:
-                return None                 # a heartbeat: not an event
-            line = message.line if message.line is not None else events_line(rec)
-            try:
-                data = consumers.encode(self.stream, message.target, rec, line, etype)
-            except Exception as exc:        # never lose the stream over one odd record
-                self.stats.dropped += 1
-                panic(f"log stream {self.stream}: cannot encode {type(rec).__name__}: {exc!r}",
-                      subsystem=MODULE)
-                return None
-            self.pending.append((data, rec.ts))
-            self.queued += 1
+        if isinstance(message, StreamBatch):
+            encode, event_type, stream = consumers.encode, consumers.event_type, self.stream
+            pending = self.pending
+            for rec, target, line in message.items:
+                etype = event_type(rec)
+                if etype is None:
+                    continue                # a heartbeat: not an event
+                try:
+                    data = encode(stream, target, rec, events_line(rec) if line is None else line,
+                                  etype)
+                except Exception as exc:    # never lose the stream over one odd record
+                    self.stats.dropped += 1
+                    panic(f"log stream {stream}: cannot encode {type(rec).__name__}: {exc!r}",
+                          subsystem=MODULE)
+                    continue
+                pending.append((data, rec.ts))
+                self.queued += 1
             self.stats.queued = self.queued
             self._kick()
             return None
         result = super().on_receive(message)
+        if isinstance(message, WriterFlush):
+            self._kick()
         self.stats.written = self.written
         return result
 
@@ -194,6 +201,7 @@ class _Stream:
     stats: StreamStats
     sources: list = field(default_factory=list)     # [(tap key, target)] or ["events"]
     dynamic: bool = False
+    tap: object = None
 
 
 def _opt(scope, name, default=None):
@@ -221,9 +229,9 @@ def settings_of(cfg) -> Settings:
         if name.startswith("/") or name.endswith("/") or "\n" in name:
             raise StreamConfigError(f"streams = \"{name}\": not a stream name")
     subs = tuple(dict.fromkeys(str(s) for s in (_opt(scope, "subscribers", ()) or ()) if str(s)))
-    return Settings(names, str(_opt(scope, "basedir", consumers.DEFAULT_BASEDIR) or
-                               consumers.DEFAULT_BASEDIR), subs,
-                    int(_opt(scope, "mode", DEFAULT_FILE_MODE)), str(_opt(scope, "thread_pool", "IO") or "IO"),
+    basedir = str(_opt(scope, "basedir", consumers.DEFAULT_BASEDIR) or consumers.DEFAULT_BASEDIR)
+    return Settings(names, basedir, subs, int(_opt(scope, "mode", DEFAULT_FILE_MODE)),
+                    str(_opt(scope, "thread_pool", "IO") or "IO"),
                     float(_opt(scope, "trim_interval", TRIM_INTERVAL) or 0))
 
 
@@ -276,6 +284,7 @@ class StreamService:
     def flush(self, timeout: float = 10.0) -> None:
         msgs = []
         for st in self.streams.values():
+            st.tap.flush()
             if st.ref.is_alive():
                 msg = WriterFlush()
                 st.ref.tell(msg)
@@ -288,8 +297,8 @@ class StreamService:
         """Make sure a stream is written (adding it for the daemon's lifetime if the
         configuration does not name it) and that `subscriber` exists in its jlog (at the
         beginning if new); returns the jlog's path."""
-        subs = tuple(dict.fromkeys((*self.dynamic.get(name, ()), *((subscriber,) if subscriber else ()))))
         had = self.dynamic.get(name)
+        subs = tuple(dict.fromkeys((*(had or ()), *((subscriber,) if subscriber else ()))))
         self.dynamic[name] = subs
         try:
             if name not in self.streams:
@@ -311,7 +320,8 @@ class StreamService:
         for st in self.streams.values():
             out.append({"name": st.name, "path": st.path, "sources": list(st.sources),
                         "queued": st.stats.queued, "written": st.stats.written,
-                        "pending": st.stats.queued - st.stats.written, "dropped": st.stats.dropped,
+                        "pending": st.stats.queued - st.stats.written + len(st.tap.buf),
+                        "dropped": st.stats.dropped,
                         "dynamic": st.dynamic})
         return out
 
@@ -384,7 +394,8 @@ class StreamService:
             key = f"logwriter:{MODULE}:{self._serial}"
             ref = self.daemon.supervisor.spawn(StreamWriterActor, path, name, stats,
                                                mode=settings.mode, pool=settings.pool, key=key)
-            new[name] = _Stream(name, path, ref, key, stats, sources, name not in settings.names)
+            new[name] = _Stream(name, path, ref, key, stats, sources, name not in settings.names,
+                                _Tap(self.daemon.supervisor, key, ref))
         if settings.subscribers:                 # subscribers added to a kept stream's jlog
             for st in keep.values():
                 if settings.subscribers != self.settings.subscribers:
@@ -401,7 +412,7 @@ class StreamService:
         taps: dict = {}
         events = None
         for st in self.streams.values():
-            tap = _tap(self.daemon.supervisor, st.key, st.ref)
+            tap = st.tap
             for source in st.sources:
                 if source == consumers.EVENTS:
                     events = tap
@@ -441,6 +452,7 @@ class StreamService:
 
     def _stop_writers(self, streams: list) -> None:
         for st in streams:
+            st.tap.flush()                       # what the taps still hold goes first
             self.daemon.supervisor.forget(st.key)
         msgs = []
         for st in streams:
@@ -468,20 +480,37 @@ class StreamService:
                           subsystem=MODULE, level="WARNING")
 
 
-def _tap(supervisor, key: str, ref):
-    """The callable a log module calls for each line of a stream's source: one tell to the
-    stream's writer (the supervisor's current actor for it, if it was restarted)."""
-    holder = [ref]
+class _Tap:
+    """What a log module (or the bus, for `events`) calls for each event of a stream: the
+    event joins a buffer on the hub, and one StreamBatch per `linger` goes to the stream's
+    writer (the supervisor's current actor for it, if it was restarted). One message per
+    event would cost more than the event's encoding and appending."""
 
-    def tap(rec, target, line):
-        r = holder[0]
-        if not r.is_alive():
+    __slots__ = ("supervisor", "key", "ref", "linger", "buf", "scheduled")
+
+    def __init__(self, supervisor, key: str, ref, linger: float = LINGER) -> None:
+        self.supervisor, self.key, self.ref, self.linger = supervisor, key, ref, linger
+        self.buf: list = []
+        self.scheduled = False
+
+    def __call__(self, rec, target, line) -> None:
+        self.buf.append((rec, target, line))
+        if not self.scheduled:
+            self.scheduled = True
+            gevent.spawn_later(self.linger, self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        if not self.buf:
+            return
+        items, self.buf = self.buf, []
+        ref = self.ref
+        if not ref.is_alive():
             try:
-                r = holder[0] = supervisor.ref(key)
+                ref = self.ref = self.supervisor.ref(self.key)
             except KeyError:
                 return
         try:
-            r.tell(StreamEvent(rec, target, line))
+            ref.tell(StreamBatch(items))
         except pykka.ActorDeadError:
             pass
-    return tap
