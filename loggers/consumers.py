@@ -18,7 +18,9 @@ for it). The names:
                         bounce_logger) that has a file of that name
     <instance>/<file>   one file of one instance, e.g. `ec_logger/mainlog`,
                         `custom_logger:rt/delivery_logfile`, `bounce_logger/bouncelog`
-    <instance>          every file of one instance, e.g. `custom_logger:rt`
+    <instance>          every file of one instance, e.g. `custom_logger:rt` (one record
+                        per line written: an event that goes to two files is there twice,
+                        `target` tells which)
 
 A stream of a log module carries exactly the events that module wrote, with the line it
 wrote; heartbeats and paniclog lines are not events and are not in any stream.

@@ -397,3 +397,33 @@ def test_reload_adds_a_stream_and_keeps_the_running_ones(daemon_factory, sink):
     assert d.stop() == 0
     problems = [ln for ln in d.paniclog().splitlines() if "started" not in ln and "nope" not in ln]
     assert problems == [], d.paniclog()
+
+
+def test_a_custom_logger_stream_carries_its_lines(daemon_factory, sink):
+    extra = ('custom_logger "rt" {\n  delivery_logfile = "log/rt.log"\n'
+             '  delivery_format = "%t@%i@%r@%R@%vctx_mess{customerid}"\n}\n'
+             'log_streams { streams = ( "custom_logger:rt" "rejectlog" ) }\n')
+    d = _daemon(daemon_factory, sink, extra=extra)
+    ids = _deliver(d, 3)
+    path = os.path.join(d.home, "log", "rt.log")
+    wait_for(lambda: len(_stream_ids(d.home, "custom_logger:rt")) >= 3, WAIT, what="3 stream records")
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    evs = list(consumers.iter_events(
+        consumers.stream_path(d.home, "custom_logger:rt")))
+    assert [e.line for e in evs] == lines and len(lines) == 3
+    assert {e.fields["msg_id"] for e in evs} == set(ids)
+    assert {(e.type, e.target, e.stream) for e in evs} == {("D", "delivery_logfile", "custom_logger:rt")}
+    # a rejection, in the rejectlog stream with its line
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", d.ports["smtp"], timeout=30) as s:
+        s.ehlo("client.test")
+        s.mail("a@client.test")
+        code, _ = s.rcpt("x@not-relayed.test")
+        assert code >= 500
+    wait_for(lambda: _stream_ids(d.home, "rejectlog"), WAIT, what="the rejection in its stream")
+    (rej,) = list(consumers.iter_events(consumers.stream_path(d.home, "rejectlog")))
+    assert rej.type == "rejection" and "not-relayed.test" in json.dumps(rej.fields)
+    with open(os.path.join(d.home, "log", "rejectlog.ec")) as fh:
+        assert rej.line in fh.read().splitlines()
+    assert d.stop() == 0
