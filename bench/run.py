@@ -207,7 +207,12 @@ class Bench:
             for rep in range(1, a.reps + 1):
                 order = a.systems if rep % 2 == 1 else list(reversed(a.systems))
                 for system in order:
-                    self.log(self.relay(spec, system, conc, rep, count))
+                    try:
+                        run = self.relay(spec, system, conc, rep, count)
+                    except Exception as exc:          # a broken run must not end the suite
+                        run = lib.Run(system, spec.name, count, spec.load.size, conc, rep,
+                                      note=f"bench error: {exc!r}")
+                    self.log(run)
 
     # -- the load generators' ceiling -------------------------------------------------------------
     def ceiling(self) -> None:
