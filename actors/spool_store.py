@@ -475,9 +475,29 @@ class SpoolStore:
             c.execute("COMMIT")
         except BaseException as exc:
             self._rollback()
-            raise classify(exc, "spool transaction") from exc
+            err = classify(exc, "spool transaction")
+            if isinstance(err, SpoolFullError):
+                self._checkpoint(force=True)
+            raise err from exc
         self.transactions += 1
+        self._checkpoint()
         return res
+
+    def _checkpoint(self, force: bool = False) -> None:
+        """Keep the WAL small next to the free space. Autocheckpoint waits for ~32 MB of
+        WAL: on a disk with less room than that the WAL filled it, could then never be
+        checkpointed (its pages need room in the database file too), and not even a
+        removal could be written any more, so the spool stayed full after space returned.
+        A checkpointed WAL is reused from its start, so removals need no new space."""
+        try:
+            if not force:
+                wal = os.path.getsize(self.db_path + "-wal")
+                st = os.statvfs(self.base)
+                if wal < min(WAL_AUTOCHECKPOINT_PAGES * 4096, st.f_bavail * st.f_frsize // 4):
+                    return
+            self._w.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except (OSError, sqlite3.Error):
+            pass
 
     def _rollback(self) -> None:
         try:
