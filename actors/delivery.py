@@ -48,6 +48,7 @@ from ecmta.transports.smtp_outbound import (OutboundConnection, OutboundOptions,
                                             TLSConfigError, client_tls_context)
 
 STOP_GRACE = 10.0
+RESIDENT_BODY_MAX = 256 * 1024
 STAGE_NOT_CONNECTED = 0
 
 
@@ -142,7 +143,9 @@ class DeliveryService:
         """Freshly accepted instances (the reception hook)."""
         self.stats.received += len(messages)
         keep = self.config().value("max_resident_active_queue", default=250)
-        entries = [Entry(m, keep_body=keep != 0) for m in messages]
+        # Small bodies stay in memory for their first attempt; big ones are read back from
+        # the spool when sent, so a queue of 1 MB messages does not hold 250 MB per domain.
+        entries = [Entry(m, keep_body=keep != 0 and m.size <= RESIDENT_BODY_MAX) for m in messages]
         self._keep_log_extras(messages)
         if not self.running:
             self._pending.extend(entries)

@@ -344,11 +344,13 @@ class SmtpSession:
         return self._policy_reply(r)
 
     def _input_pending(self) -> bool:
+        # poll(), not select(): select() refuses descriptors >= 1024 (busy daemons have more).
         try:
-            readable, _, _ = gselect.select([self.sock], [], [], 0)
+            poller = gselect.poll()
+            poller.register(self.sock, gselect.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return False
-        return bool(readable)
 
     def on_helo(self, ev):
         self.vctx.conn["ehlo_domain"] = ev.domain
