@@ -487,7 +487,6 @@ class DeliveryService:
 
     def delivered(self, e: Entry, remote_ip: str, now: float) -> None:
         self.stats.delivered += 1
-        self.spool().remove([e.id])
         reply, extra = self._log_fields(e, final=True)
         bus.publish(records.Delivery(now, e.id, e.batch_id, e.conn_id, e.domain, e.size,
                                      e.binding_group, e.binding, e.attempts,
@@ -495,6 +494,8 @@ class DeliveryService:
                                      rcpt_domain=e.rcptto.rpartition("@")[2].lower(),
                                      sender_local=e.sender_local, sender_domain=e.sender_domain,
                                      response=reply, **extra))
+        # after the record: the spool's removal waits for the log lines published before it
+        self.spool().remove([e.id])
 
     def transient(self, e: Entry, code: str, stage: int, nbytes: int, remote_ip: str, now: float) -> None:
         _, extra = self._log_fields(e, final=False)

@@ -69,6 +69,7 @@ from ecmta.actors.spool_store import (  # the error family is re-exported: see _
     LARGE_BODY, REPLY_INSUFFICIENT_STORAGE, STATE_FIELDS, BodyRecord, SpoolClosedError,
     SpoolCorruptError, SpoolDuplicateError, SpoolError, SpoolFullError, SpoolLockedError,
     SpoolNotFoundError, SpoolStore, SpoolWriteError, Txn, classify, encode_row)
+from ecmta.loggers import bus
 from ecmta.loggers.panic import panic
 
 __all__ = ["REPLY_INSUFFICIENT_STORAGE", "SpoolActor", "SpoolClosedError", "SpoolCorruptError",
@@ -77,6 +78,7 @@ __all__ = ["REPLY_INSUFFICIENT_STORAGE", "SpoolActor", "SpoolClosedError", "Spoo
            "filter_context", "render_unlink_stats"]
 
 DEFAULT_SPOOLBASE = "spool"          # under the state directory when no config says
+LOG_BARRIER_WAIT = 1.0              # longest a removal waits for its log lines
 UPDATE_DELAY = 0.2                   # lone state updates wait this long for company
 RETRY_DELAY = 1.0                    # after a failed transaction, before retrying removals
 PANIC_INTERVAL = 10.0                # at most one write-failure line per interval
@@ -408,6 +410,21 @@ class SpoolActor(EcActor):
                   [i for ids, _ in batch.removes for i in ids], batch.quarantine, self.sync)
         pool = POOL_WRITE if (commits or batch.updates or batch.quarantine) else POOL_BATCH_UNLINK
         self.in_flight = batch
+        if batch.n_removes:
+            # The D/P lines of what is removed reach their files first: after a crash a
+            # message is still spooled or logged, never neither (bounded: a log disk that
+            # cannot be written must not stop the spool).
+            logged = bus.barrier()
+            if not logged.ready():
+                gevent.spawn(self._submit_after, logged, pool, txn)
+                return
+        self._submit(pool, txn)
+
+    def _submit_after(self, logged: AsyncResult, pool: str, txn: Txn) -> None:
+        logged.wait(LOG_BARRIER_WAIT)
+        self._submit(pool, txn)
+
+    def _submit(self, pool: str, txn: Txn) -> None:
         res = pools.submit(pool, self.store.apply, txn)
         res.rawlink(lambda r: self._tell(_TxnDone(r.successful(), r.value if r.successful() else r.exception)))
 
@@ -424,10 +441,14 @@ class SpoolActor(EcActor):
         c = self.counters
         c.transactions += 1
         self.maintenance_first, self.retry_at = False, 0.0
+        refused, first_err = 0, None
         for i, req in enumerate(batch.commits):
             err = res.failed.get(i)
             if err is not None:
                 self._fail_request(req, err)
+                refused += len(req.rows)
+                if isinstance(err, SpoolFullError):
+                    first_err = first_err or err
             else:
                 c.committed += len(req.rows)
                 req.result.set(True)
@@ -439,6 +460,8 @@ class SpoolActor(EcActor):
         c.body_successes += in_db
         for _ids, result in batch.removes:
             result.set(True)
+        if first_err is not None:
+            self._panic_failure(first_err, refused)
         if res.files:
             c.unlinks_in_flight += len(res.files)
             c.body_attempts += len(res.files)

@@ -69,6 +69,13 @@ LARGE_BODY = 256 * 1024
 # Checkpoint every ~32 MB of WAL instead of SQLite's 4 MB: fewer double fsyncs under load.
 WAL_AUTOCHECKPOINT_PAGES = 8192
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+# Room kept for what drains the spool. Below LOW_SPACE free octets every new message must
+# leave RESERVE_SPACE free beyond what a checkpoint of the WAL may still need in the
+# database file, else it is refused with 452 4.3.1: without that the spool's own messages
+# filled the disk until not even a removal could be written, delivery stopped (its
+# `delivering` mark could not be written either) and nothing was ever freed.
+LOW_SPACE = 64 * 1024 * 1024
+RESERVE_SPACE = 1024 * 1024
 BUSY_TIMEOUT_MS = 10_000
 
 # Reply the SMTP driver sends when a commit fails for lack of space or a write error
@@ -467,8 +474,9 @@ class SpoolStore:
         res = TxnResult()
         try:
             self._set_sync(txn.sync)
+            requests = self._within_reserve(txn.requests, res)
             c.execute("BEGIN IMMEDIATE")
-            self._insert_requests(c, txn.requests, res)
+            self._insert_requests(c, requests, res)
             self._apply_updates(c, txn.updates)
             self._apply_removes(c, txn.removes, res)
             self._apply_quarantine(c, txn.quarantine, res)
@@ -482,6 +490,40 @@ class SpoolStore:
         self.transactions += 1
         self._checkpoint()
         return res
+
+    def _within_reserve(self, requests: list, res: TxnResult) -> list:
+        """The requests with those that would eat into RESERVE_SPACE emptied, and refused
+        in `res.failed` (SpoolFullError: 452 4.3.1). Free space is only watched below
+        LOW_SPACE, where the WAL is checkpointed first to learn what it still holds."""
+        if not requests:
+            return requests
+        try:
+            st = os.statvfs(self.base)
+            free = st.f_bavail * st.f_frsize
+            if free >= LOW_SPACE:
+                return requests
+            try:
+                _busy, log, done = self._w.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                pending = max(0, log - done) * self._w.execute("PRAGMA page_size").fetchone()[0]
+            except sqlite3.Error:
+                pending = os.path.getsize(self.db_path + "-wal")
+            st = os.statvfs(self.base)
+            budget = st.f_bavail * st.f_frsize - RESERVE_SPACE - pending
+        except OSError:
+            return requests
+        out = []
+        for i, (rows, bodies) in enumerate(requests):
+            # the rows and bodies go to the WAL first and to the database file at the
+            # checkpoint; a body in its own file is on disk already
+            need = 2 * sum(len(b.data) for b in bodies if b.data is not None) + 8192 * len(rows)
+            if need > budget:
+                res.failed[i] = SpoolFullError("spool transaction: keeping the space reserved "
+                                               "for removals (disk nearly full)")
+                out.append(([], []))
+            else:
+                budget -= need
+                out.append((rows, bodies))
+        return out
 
     def _checkpoint(self, force: bool = False) -> None:
         """Keep the WAL small next to the free space. Autocheckpoint waits for ~32 MB of

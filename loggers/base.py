@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ecmta.actors.base import EcActor
 from ecmta.loggers import bus
-from ecmta.loggers.writer import WriterLine
+from ecmta.loggers.writer import WriterFlush, WriterLine
 
 # ((actor class name, instance name), target) -> [callable(record, target, line)]; owned by
 # loggers/streams.py, which changes it in place (never rebinds it).
@@ -39,6 +39,9 @@ class LoggerActor(EcActor):
         raise NotImplementedError
 
     def on_receive(self, record):
+        if isinstance(record, bus.LogBarrier):
+            self._barrier(record)
+            return
         taps = TAPS
         for target, line in self.render(record):
             writer = self.writers.get(target)
@@ -49,8 +52,28 @@ class LoggerActor(EcActor):
                     tap(record, target, line)
 
 
+    def _barrier(self, b: bus.LogBarrier) -> None:
+        refs = []
+        for ref in self.writers.values():
+            if ref not in refs and ref.is_alive():
+                refs.append(ref)
+        if not refs:
+            b.one_done()
+            return
+        left = [len(refs)]
+
+        def one(_result):
+            left[0] -= 1
+            if left[0] == 0:
+                b.one_done()
+        for ref in refs:
+            msg = WriterFlush()
+            ref.tell(msg)
+            msg.done.rawlink(one)
+
+
 def attach(ref, kinds) -> object:
     """Subscribe a running logger actor to the bus; returns the handle for bus.unsubscribe."""
     def deliver(record, _ref=ref):
         _ref.tell(record)
-    return bus.subscribe(kinds, deliver)
+    return bus.subscribe(tuple(kinds) + (bus.LogBarrier,), deliver)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from gevent.event import AsyncResult
+
 from ecmta.loggers.panic import panic
 
 _subscribers: dict[type, list[Callable]] = {}
@@ -39,3 +41,35 @@ def publish(record) -> None:
 
 def has_subscribers(kind: type) -> bool:
     return bool(_subscribers.get(kind))
+
+
+class LogBarrier:
+    """A record every logger actor answers by flushing its writers (see `barrier()`)."""
+
+    __slots__ = ("done", "_left")
+
+    def __init__(self, left: int) -> None:
+        self.done = AsyncResult()
+        self._left = left
+        if left <= 0:
+            self.done.set(True)
+
+    def one_done(self) -> None:
+        self._left -= 1
+        if self._left <= 0 and not self.done.ready():
+            self.done.set(True)
+
+
+def barrier() -> AsyncResult:
+    """AsyncResult set once every line rendered from the records published so far has
+    been written to its file (the spool waits for it before it removes delivered mail,
+    so a crash never leaves a message neither spooled nor logged). Loggers attached with
+    `loggers.base.attach` answer it; mailboxes are FIFO, so it follows their records."""
+    subs = list(_subscribers.get(LogBarrier, ()))
+    b = LogBarrier(len(subs))
+    for callback in subs:
+        try:
+            callback(b)
+        except Exception:
+            b.one_done()          # a logger that is gone has nothing left to write
+    return b.done

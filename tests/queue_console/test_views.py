@@ -77,6 +77,8 @@ default/default                                     q.test       0       3"""
     assert m.err("showqueue binding nosuch q.test") == "Binding 'nosuch' not found."
 
     # the ids are the R lines' ids
+    wait_for(lambda: set(ids) <= {ln.split("@")[1] for ln in m.mainlog() if "@R@" in ln},
+             what="the R lines (mainlog lines may wait 20 ms for company)")
     r_ids = {ln.split("@")[1] for ln in m.mainlog() if "@R@" in ln}
     assert set(ids) <= r_ids
 
@@ -84,7 +86,8 @@ default/default                                     q.test       0       3"""
 def test_message_details(qmta):
     m = _start(qmta)
     msg_id = m.queued_ids("q.test")[0]
-    size = next(ln.split("@")[10] for ln in m.mainlog() if f"@{msg_id}@" in ln and "@R@" in ln)
+    size = wait_for(lambda: [ln.split("@")[10] for ln in m.mainlog() if f"@{msg_id}@" in ln and "@R@" in ln],
+                    what="the R line")[0]
     text = m.ok(f"message details {msg_id}")
     lines = text.splitlines()
     stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
@@ -191,7 +194,8 @@ def test_retry_fail_flush(qmta, smtp_sink):
     m.wait_queue("s.test", 0, 1)
     bounce = m.ok("showqueue s.test").splitlines()
     assert bounce[1] == "  From: <> To: <a@s.test>"
-    p_lines = [ln for ln in m.mainlog() if "@P@" in ln]
+    p_lines = wait_for(lambda: (lambda ls: ls if len(ls) >= 2 else None)(
+        [ln for ln in m.mainlog() if "@P@" in ln]), what="two P lines")
     assert {ln.split("@")[1] for ln in p_lines} == {x2, x3}
     assert all(ln.endswith("554 5.0.0 [internal] manually failed.") for ln in p_lines)
     assert m.err(f"message retry {x2}") == f"Message {x2} not found in the queue."
@@ -201,7 +205,8 @@ def test_retry_fail_flush(qmta, smtp_sink):
     assert m.ok("fail domain r.test") == "r.test purged, 2 messages failed."
     m.wait_queue("r.test", 0, 0)
     m.wait_queue("s.test", 0, 3)
-    purged = [ln for ln in m.mainlog() if "@P@r.test@" in ln]
+    purged = wait_for(lambda: (lambda ls: ls if len(ls) >= 2 else None)(
+        [ln for ln in m.mainlog() if "@P@r.test@" in ln]), what="two P lines for r.test")
     assert len(purged) == 2
     assert all(ln.endswith("@554 5.7.0 [internal] Message manually purged") for ln in purged)
     assert m.ok("fail domain quiet s.test") == "s.test purged, 3 messages failed."

@@ -43,6 +43,12 @@ def check_spool_offline(a) -> set[str]:
     return set(rcpt_ids(spooled))
 
 
+def _ls(path: str) -> str:
+    import subprocess
+    return subprocess.run(["ls", "-la", path, os.path.join(path, "bodies")], capture_output=True,
+                          text=True).stdout + subprocess.run(["df", "-k", path], capture_output=True, text=True).stdout
+
+
 def explain(a, s, ids) -> str:
     """What the logs and the sink know of some messages (for failure messages)."""
     out = []
@@ -66,11 +72,14 @@ def explain(a, s, ids) -> str:
 
 
 def run_crash_rounds(daemon_factory, sink, rounds: int, threads: int, max_seconds: float,
-                     window: tuple[float, float], size_every: int = 0):
+                     window: tuple[float, float], size_every: int = 0, spool: str | None = None,
+                     sizes: tuple = (0, 0, 0, 300000)):
     rnd = random.Random(SEED)
     print(f"ECMTA_CRASH_SEED={SEED}")
     s = sink()
-    a = start_mta(daemon_factory, tail=f'Domain "x.test" {{\n  Gateway = "127.0.0.1:{s.port}"\n}}\n')
+    a = start_mta(daemon_factory, tail=f'Domain "x.test" {{\n  Gateway = "127.0.0.1:{s.port}"\n}}\n',
+                  **({"spool": spool} if spool else {}))
+    full = 0
     acked: set[str] = set()
     unsure: set[str] = set()
     replies: dict = {}
@@ -80,7 +89,7 @@ def run_crash_rounds(daemon_factory, sink, rounds: int, threads: int, max_second
         if time.monotonic() - started > max_seconds:
             break
         inj = Injector(a.port, f"{rnd_no}", threads=threads, per_session=rnd.choice((1, 3, 10)),
-                       size=rnd.choice((0, 0, 0, 300000)) if size_every else 0).start()
+                       size=rnd.choice(sizes) if size_every else 0).start()
         time.sleep(rnd.uniform(*window))
         killed_at = time.time()
         a.d.kill()
@@ -90,6 +99,8 @@ def run_crash_rounds(daemon_factory, sink, rounds: int, threads: int, max_second
         replies.update(inj.replies)
         unsure.update(inj.unsure)
         assert not [r for r in inj.refused if r[1] < 400], inj.refused[:5]
+        assert not [r for r in inj.refused if r[1] != 452 or spool is None], inj.refused[:5]
+        full += sum(1 for r in inj.refused if r[1] == 452)
         in_spool = check_spool_offline(a)
         delivered = set(s.received())
         lost = acked - delivered - in_spool
@@ -108,7 +119,15 @@ def run_crash_rounds(daemon_factory, sink, rounds: int, threads: int, max_second
     def drained():
         got = set(s.received())
         return acked <= got and not a.spooled()
-    wait_for(drained, timeout=120, interval=0.5, what="every acknowledged message at the sink")
+    try:
+        wait_for(drained, timeout=120, interval=0.5, what="every acknowledged message at the sink")
+    except AssertionError as exc:
+        missing = sorted(acked - set(s.received()))
+        left = a.spooled()
+        raise AssertionError(
+            f"{exc}: {len(missing)} missing {missing[:5]}, {len(left)} still spooled "
+            f"({collections.Counter(m.state for m in left)}); paniclog {a.paniclog()[-6:]}; "
+            f"summary {a.d.console('summary')[1][:100]}\n" + _ls(a.spool_dir()) + explain(a, s, missing[:3])) from None
     assert a.d.stop() == 0
     got = collections.Counter(s.received())
     notices = stopped_notices(a.paniclog())
@@ -121,7 +140,8 @@ def run_crash_rounds(daemon_factory, sink, rounds: int, threads: int, max_second
     assert not crit, crit[:5]
     return {"kills": kills, "acked": a_total, "unsure": len(unsure), "delivered": sum(got.values()),
             "duplicates": sum(n - 1 for n in dups.values()), "explained": sum(n - 1 for n in dups.values()),
-            "notices": sum(notices.values()), "seconds": round(time.monotonic() - started, 1)}
+            "notices": sum(notices.values()), "refused_full": full,
+            "seconds": round(time.monotonic() - started, 1)}
 
 
 def test_sigkill_while_mail_flows_loses_nothing(daemon_factory, smtp_sink):
@@ -137,3 +157,15 @@ def test_sigkill_many_times_loses_nothing(daemon_factory, smtp_sink):
                              window=(0.2, 4.0), size_every=4)
     print("crash safety (slow):", stats)
     assert stats["kills"] >= 10
+
+
+@pytest.mark.slow
+def test_sigkill_while_the_spool_disk_fills(daemon_factory, smtp_sink, small_fs):
+    """The same on a 4 MB spool filesystem with 60-200 KB messages: the disk fills and
+    drains over and over (452 4.3.1 refusals are expected), kills land anywhere."""
+    import os
+    stats = run_crash_rounds(daemon_factory, smtp_sink, rounds=12, threads=6, max_seconds=400,
+                             window=(0.5, 4.0), size_every=1, spool=os.path.join(small_fs, "spool"),
+                             sizes=(60000, 120000, 200000, 300000))
+    print("crash safety on a full disk (slow):", stats)
+    assert stats["kills"] >= 6
