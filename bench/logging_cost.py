@@ -1,8 +1,8 @@
 """What logging every event costs end to end: ecmta relaying smtp-source's messages to
 smtp-sink, with and without its logs (a measurement script, not a test).
 
-    python -m ecmta.tests.log_consumers.logging_cost [--count 3000] [--conc 50] [--reps 3]
-                                                     [--size 5000] [--variants none,logged]
+    python3 bench/logging_cost.py [--count 3000] [--conc 50] [--reps 3]
+                                  [--size 5000] [--variants none,logged]
 
 Variants (everything else as bench/ configures ecmta for its `e2e` scenario: relay_hosts
 127.0.0.0/8, Gateway to the sink, max_outbound_connections 20, durable spool):

@@ -4,7 +4,15 @@ One pure function per record kind; each returns one line without its newline. Fi
 the `@`-delimited mainlog are escaped as log_formats says for acctlog ("`@`, `\\`, `\\n` and
 other control characters ... are escaped by adding an `\\` before them"): `@` -> `\\@`,
 `\\` -> `\\\\`, and a control character is written as `\\n`, `\\r`, `\\t` or `\\xHH` so a record
-always stays on one line.
+always stays on one line. Every string field is escaped, the ids too.
+
+The rejectlog is space-delimited and its page documents no escaping; ours follows the same
+rule so that any value reads back exactly: a quoted value (`R="..."`, `C="..."`, ... and a
+context value quoted because it holds a space, `,`, `]`, `"`, `\\` or a control character)
+has `\\` -> `\\\\`, `"` -> `\\"` and the control characters as above; an unquoted context
+value is literal; a context key has `\\`, `=`, `,`, `]` and the control characters escaped;
+the trailing message text (and M=) has `\\` and the control characters escaped, `@` and `"`
+literal.
 """
 
 from __future__ import annotations
@@ -13,34 +21,48 @@ import re
 
 from ecmta.loggers import records
 
-_ESC = re.compile(r"[@\\\x00-\x1f\x7f]")
+_ESC = re.compile(r"[@\\\x00-\x1f\x7f]")               # mainlog / acctlog / bouncelog fields
+_TEXT_ESC = re.compile(r"[\\\x00-\x1f\x7f]")             # rejectlog text, M=; paniclog text
+_QUOTED_ESC = re.compile(r'[\\"\x00-\x1f\x7f]')          # inside a rejectlog "..."
+_KEY_ESC = re.compile(r"[\\=,\]\x00-\x1f\x7f]")          # a rejectlog context key
+_NEEDS_QUOTES = re.compile(r'[\s,\]"\\\x00-\x1f\x7f]')    # a rejectlog context value
 _CTRL = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _esc_char(m: re.Match) -> str:
     ch = m.group(0)
-    if ch in "@\\":
+    if ch >= " " and ch != "\x7f":
         return "\\" + ch
     return _CTRL.get(ch) or f"\\x{ord(ch):02x}"
 
 
-def esc(value) -> str:
+def _sub(pattern: re.Pattern, value) -> str:
     text = "" if value is None else str(value)
-    return _ESC.sub(_esc_char, text) if _ESC.search(text) else text
+    return pattern.sub(_esc_char, text) if pattern.search(text) else text
+
+
+def esc(value) -> str:
+    """A field of an `@`-delimited line."""
+    return _sub(_ESC, value)
+
+
+def esc_text(value) -> str:
+    """Free text that ends a line or is space-delimited (`\\` and control characters)."""
+    return _sub(_TEXT_ESC, value)
 
 
 def mainlog(rec) -> str:
     if isinstance(rec, records.Reception):
-        return "@".join((str(int(rec.ts)), rec.msg_id, rec.batch_id, rec.conn_id, "R",
+        return "@".join((str(int(rec.ts)), esc(rec.msg_id), esc(rec.batch_id), esc(rec.conn_id), "R",
                          esc(rec.rcpt_local), esc(rec.rcpt_domain), esc(rec.sender_local),
                          esc(rec.sender_domain), esc(rec.peer_ip), str(rec.size), esc(rec.protocol),
                          esc(rec.binding_group), esc(rec.binding)))
     if isinstance(rec, records.Delivery):
-        return "@".join((str(int(rec.ts)), rec.msg_id, rec.batch_id, rec.conn_id, rec.kind,
+        return "@".join((str(int(rec.ts)), esc(rec.msg_id), esc(rec.batch_id), esc(rec.conn_id), esc(rec.kind),
                          esc(rec.domain), str(rec.size), esc(rec.binding_group), esc(rec.binding),
                          str(rec.retries), f"{rec.seconds:.3f}", esc(rec.remote_ip)))
     if isinstance(rec, records.Failure):
-        return "@".join((str(int(rec.ts)), rec.msg_id, rec.batch_id, rec.conn_id,
+        return "@".join((str(int(rec.ts)), esc(rec.msg_id), esc(rec.batch_id), esc(rec.conn_id),
                          "P" if rec.permanent else "T", esc(rec.domain), str(rec.bytes_sent),
                          esc(rec.binding_group), esc(rec.binding), str(rec.stage), str(rec.retries),
                          f"{rec.seconds:.2f}", esc(rec.remote_ip), esc(rec.response)))
@@ -52,26 +74,23 @@ def mainlog_heartbeat(ts: float) -> str:
 
 
 def _ctx_value(value) -> str:
-    text = str(value).replace("\r", "\\r").replace("\n", "\\n")
-    if re.search(r"[\s,\]\"]", text):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
+    text = "" if value is None else str(value)
+    return _quoted(text) if _NEEDS_QUOTES.search(text) else text
 
 
 def ctx_block(ctx: dict) -> str:
-    return "[" + ",".join(f"{k}={_ctx_value(v)}" for k, v in ctx.items()) + "]"
+    return "[" + ",".join(f"{_sub(_KEY_ESC, k)}={_ctx_value(v)}" for k, v in ctx.items()) + "]"
 
 
-def _quoted(text: str) -> str:
-    return '"' + str(text).replace('"', '\\"') + '"'
+def _quoted(text) -> str:
+    return '"' + _sub(_QUOTED_ESC, text) + '"'
 
 
 def rejectlog(rec: records.Rejection) -> str:
-    text = str(rec.text).replace("\r", "\\r").replace("\n", "\\n")
     return (f"{int(rec.ts)}: R={_quoted(rec.remote)} L={_quoted(rec.local)} C={_quoted(rec.conn_id)} "
             f"PATH={_quoted(rec.pathway)} PATH_GRP={_quoted(rec.pathway_group)} P={_quoted(rec.phase)} "
-            f"E={rec.code} M={rec.module} CTXCONN={ctx_block(rec.ctx_conn)} "
-            f"CTXMESS={ctx_block(rec.ctx_mess)} {text}")
+            f"E={rec.code} M={esc_text(rec.module)} CTXCONN={ctx_block(rec.ctx_conn)} "
+            f"CTXMESS={ctx_block(rec.ctx_mess)} {esc_text(rec.text)}")
 
 
 def rejectlog_heartbeat(ts: float) -> str:

@@ -20,6 +20,8 @@ from typing import Callable
 import structlog
 from gevent.monkey import get_original
 
+from ecmta.loggers.formats import esc_text
+
 # The OS thread id, not the greenlet id that patched threading would report.
 _os_thread_ident = get_original("_thread", "get_ident")
 
@@ -48,9 +50,12 @@ def set_enabled_levels(levels) -> None:
 
 
 def render(text: str, subsystem: str | None = None, ts: float | None = None) -> str:
+    """One paniclog line. Momentum writes a multi-line text as it is (a Lua print of an
+    error with newlines spans lines); ours escapes `\\` and the control characters
+    (`\\n`, `\\r`, `\\t`, `\\xHH`, formats.esc_text) so every record is one line and reads back."""
     ts = int(ts if ts is not None else time.time())
-    text = text.replace("\r", "\\r").replace("\n", "\\n")
-    return f"{ts}:{subsystem}: {text}" if subsystem else f"{ts}:{text}"
+    text = esc_text(text)
+    return f"{ts}:{esc_text(subsystem)}: {text}" if subsystem else f"{ts}:{text}"
 
 
 def panic(text: str, subsystem: str | None = None, level: str = "ERROR") -> None:
