@@ -110,25 +110,49 @@ def _addr(local: str, domain: str) -> str:
     return f"{local}@{domain}" if domain else local
 
 
+_UNESC = {"n": "\n", "r": "\r", "t": "\t"}
+
+
+def _unescape_at(text: str, i: int) -> tuple[str, int]:
+    """The character escaped by the backslash at text[i] (loggers/formats.py rules) and
+    the index after it."""
+    nxt = text[i + 1] if i + 1 < len(text) else "\\"
+    if nxt == "x" and i + 3 < len(text) + 1:
+        try:
+            return chr(int(text[i + 2:i + 4], 16)), i + 4
+        except ValueError:
+            pass
+    return _UNESC.get(nxt, nxt), i + 2
+
+
 def parse_ctx(text: str) -> tuple[dict, str]:
-    """A rejectlog context block `[k=v,k2="x y"]` at the start of text: (dict, rest)."""
+    """A rejectlog context block `[k=v,k2="x y"]` at the start of text: (dict, rest).
+    Keys and quoted values are unescaped in one pass; unquoted values are literal."""
     if not text.startswith("["):
         return {}, text
     out, i, n = {}, 1, len(text)
     while i < n and text[i] != "]":
-        j = text.find("=", i)
-        if j < 0:
+        key = []
+        while i < n and text[i] != "=":
+            if text[i] == "\\":
+                ch, i = _unescape_at(text, i)
+                key.append(ch)
+            else:
+                key.append(text[i])
+                i += 1
+        if i >= n:
             break
-        key = text[i:j]
-        i = j + 1
+        i += 1
         if i < n and text[i] == '"':
             i += 1
             buf = []
             while i < n and text[i] != '"':
-                if text[i] == "\\" and i + 1 < n:
+                if text[i] == "\\":
+                    ch, i = _unescape_at(text, i)
+                    buf.append(ch)
+                else:
+                    buf.append(text[i])
                     i += 1
-                buf.append(text[i])
-                i += 1
             i += 1
             value = "".join(buf)
         else:
@@ -136,7 +160,7 @@ def parse_ctx(text: str) -> tuple[dict, str]:
             while j < n and text[j] not in ",]":
                 j += 1
             value, i = text[i:j], j
-        out[key] = value.replace("\\n", "\n").replace("\\r", "\r")
+        out["".join(key)] = value
         if i < n and text[i] == ",":
             i += 1
     return out, text[i + 1:] if i < n else ""

@@ -11,8 +11,8 @@ rule so that any value reads back exactly: a quoted value (`R="..."`, `C="..."`,
 context value quoted because it holds a space, `,`, `]`, `"`, `\\` or a control character)
 has `\\` -> `\\\\`, `"` -> `\\"` and the control characters as above; an unquoted context
 value is literal; a context key has `\\`, `=`, `,`, `]` and the control characters escaped;
-the trailing message text (and M=) has `\\` and the control characters escaped, `@` and `"`
-literal.
+M= has `\\`, white space and the control characters escaped; the trailing message text has
+`\\` and the control characters but tab escaped, `@` and `"` literal.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import re
 from ecmta.loggers import records
 
 _ESC = re.compile(r"[@\\\x00-\x1f\x7f]")               # mainlog / acctlog / bouncelog fields
-_TEXT_ESC = re.compile(r"[\\\x00-\x1f\x7f]")             # rejectlog text, M=; paniclog text
+_TEXT_ESC = re.compile(r"[\\\x00-\x08\x0a-\x1f\x7f]")     # rejectlog text; paniclog text (tab kept)
+_WORD_ESC = re.compile(r"[\\\s\x00-\x1f\x7f]")           # rejectlog M=
 _QUOTED_ESC = re.compile(r'[\\"\x00-\x1f\x7f]')          # inside a rejectlog "..."
 _KEY_ESC = re.compile(r"[\\=,\]\x00-\x1f\x7f]")          # a rejectlog context key
 _NEEDS_QUOTES = re.compile(r'[\s,\]"\\\x00-\x1f\x7f]')    # a rejectlog context value
@@ -47,7 +48,8 @@ def esc(value) -> str:
 
 
 def esc_text(value) -> str:
-    """Free text that ends a line or is space-delimited (`\\` and control characters)."""
+    """Free text that ends a line: `\\` and the control characters but tab (a Lua print
+    separates its arguments with tabs, and Momentum's paniclog shows them as they are)."""
     return _sub(_TEXT_ESC, value)
 
 
@@ -89,7 +91,7 @@ def _quoted(text) -> str:
 def rejectlog(rec: records.Rejection) -> str:
     return (f"{int(rec.ts)}: R={_quoted(rec.remote)} L={_quoted(rec.local)} C={_quoted(rec.conn_id)} "
             f"PATH={_quoted(rec.pathway)} PATH_GRP={_quoted(rec.pathway_group)} P={_quoted(rec.phase)} "
-            f"E={rec.code} M={esc_text(rec.module)} CTXCONN={ctx_block(rec.ctx_conn)} "
+            f"E={rec.code} M={_sub(_WORD_ESC, rec.module)} CTXCONN={ctx_block(rec.ctx_conn)} "
             f"CTXMESS={ctx_block(rec.ctx_mess)} {esc_text(rec.text)}")
 
 

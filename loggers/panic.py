@@ -51,8 +51,8 @@ def set_enabled_levels(levels) -> None:
 
 def render(text: str, subsystem: str | None = None, ts: float | None = None) -> str:
     """One paniclog line. Momentum writes a multi-line text as it is (a Lua print of an
-    error with newlines spans lines); ours escapes `\\` and the control characters
-    (`\\n`, `\\r`, `\\t`, `\\xHH`, formats.esc_text) so every record is one line and reads back."""
+    error with newlines spans lines); ours escapes `\\` and the control characters but tab
+    (`\\n`, `\\r`, `\\xHH`, formats.esc_text) so every record is one line and reads back."""
     ts = int(ts if ts is not None else time.time())
     text = esc_text(text)
     return f"{ts}:{esc_text(subsystem)}: {text}" if subsystem else f"{ts}:{text}"

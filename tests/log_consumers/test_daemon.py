@@ -316,7 +316,11 @@ def test_ec_rotate_with_a_config_file_and_reopen(daemon_factory, sink):
     later = _deliver(d, 2, first=90)
     now = mainlog(d.home)
     assert sorted(i for _t, i, _l in now) == sorted(later + later)
-    # the stream (a jlog, not rotated) saw everything, across the reopens
+    # the stream (a jlog, not rotated) saw everything, across the reopens (its taps hand
+    # their lines over every 50 ms)
+    deadline = time.monotonic() + 10
+    while sum(1 for x in _stream_ids(d.home) if x[1] == "D") < 8 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert sum(1 for x in _stream_ids(d.home) if x[1] == "D") == 8
     assert d.stop() == 0
 
