@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import stat
 import shutil
 import signal
 import socket
@@ -507,10 +508,17 @@ class Postfix:
             return int(fh.read().strip())
 
     def accepted(self) -> int:
+        # cleanup sets the owner-execute bit once a queue file is complete; a file still
+        # being written (without it) is not a message yet
         n = 0
         for sub in ("incoming", "active", "deferred", "hold", "maildrop"):
-            for _root, _dirs, files in os.walk(os.path.join(self.spool, sub)):
-                n += len(files)
+            for root, _dirs, files in os.walk(os.path.join(self.spool, sub)):
+                for name in files:
+                    try:
+                        if os.stat(os.path.join(root, name)).st_mode & stat.S_IXUSR:
+                            n += 1
+                    except OSError:
+                        pass
         return n
 
     def problems(self) -> str:
