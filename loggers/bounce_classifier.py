@@ -411,7 +411,7 @@ def _text_of(part) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, "replace")
-    except LookupError:
+    except (LookupError, ValueError):       # unknown, or a codec without "replace" (idna)
         return payload.decode("utf-8", "replace")
 
 

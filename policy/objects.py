@@ -330,7 +330,7 @@ def msg_text_get(c):
         charset = part.get_content_charset() or "us-ascii"
         try:
             text = payload.decode(charset, "replace")
-        except LookupError:
+        except (LookupError, ValueError):    # unknown, or a codec without "replace" (idna)
             text = payload.decode("utf-8", "replace")
         out.append(text.encode("utf-8"))
     return tuple(out)

@@ -314,16 +314,18 @@ class ClientOptions:
 
 # --- body transforms (pure functions) ------------------------------------------------------
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-
 
 def dot_stuff(body: bytes) -> bytes:
     """DATA content for `body`: CRLF line ends only, leading dots doubled, CRLF.CRLF end."""
     if not body:
         return b".\r\n"
-    lf = body.count(b"\n")
-    if lf != body.count(b"\r") or lf != body.count(b"\r\n"):
-        body = _LINE_END.sub(b"\r\n", body)      # a bare CR or LF somewhere
+    # bytes methods, not a regex: this runs on the hub for every body (1 MB: ~1 ms, not ~14)
+    if b"\r" not in body:
+        body = body.replace(b"\n", b"\r\n")
+    else:
+        crlf = body.count(b"\r\n")
+        if crlf != body.count(b"\n") or crlf != body.count(b"\r"):   # a bare CR or LF
+            body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     if body[0] == 46:
         body = b"." + body
     if b"\r\n." in body:
@@ -391,7 +393,12 @@ def _to_quoted_printable(body: bytes) -> bytes:
     if not changed:
         return body
     out = io.BytesIO()
-    BytesGenerator(out, mangle_from_=False, maxheaderlen=0, policy=pol).flatten(msg)
+    try:
+        BytesGenerator(out, mangle_from_=False, maxheaderlen=0, policy=pol).flatten(msg)
+    except (ValueError, LookupError):
+        # A broken part the email package cannot write back (a multipart without a
+        # boundary holding 8-bit text): the octets go as they are, as 8-bit headers do.
+        return body
     return out.getvalue()
 
 
@@ -786,7 +793,7 @@ class SMTPClient:
         while True:
             i = buf.find(b"\n", self._scanned)
             if i < 0:
-                if len(buf) > MAX_REPLY_LINE:
+                if len(buf) > MAX_REPLY_LINE + 1:      # + 1: the CR of a line at the cap
                     raise _Garbage(bytes(buf[:80]))
                 self._scanned = len(buf)
                 return None
@@ -1120,8 +1127,11 @@ class SMTPClient:
                 self._dirty = False
             return
         if self.lmtp:
-            for i in tx.accepted[1:]:
-                self._expect_reply(_BODY, self._on_confirm, tx, i)
+            # RFC 2033 4.2: the other recipients' replies come next, ahead of the replies to
+            # anything pipelined behind the chunk (a chained transaction's envelope).
+            for i in reversed(tx.accepted[1:]):
+                tx.inflight += 1
+                self._expect.appendleft(_Exp(_BODY, self._on_confirm, tx, i))
             exp.arg = tx.accepted[0]
         self._on_confirm(exp, code, lines)
 
