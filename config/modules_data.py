@@ -30,7 +30,7 @@ from ecmta.config.registry import ModuleSpec, OptionSpec, ScopeSpec
 BUILT = frozenset({"scriptlet", "ec_logger", "maildir", "pipe_transport", "bounce_logger",
                    "custom_bounce_logger", "bounce_classifier_override",
                    "custom_logger", "tls_macros", "exim_logger", "postfix_logger",
-                   "sendmail_logger", "syslog_io", "log_streams", "delay_dsn"})
+                   "sendmail_logger", "syslog_io", "log_streams", "delay_dsn", "chunk_logger"})
 
 # Options every module stanza accepts (module_config): enabled (bool, default true; false =
 # passive, only callable from Lua) and debug_level (DEBUG..CRITICAL, default ERROR).
@@ -396,6 +396,16 @@ for _name, _doc in (("exim_logger", "modules.exim_logger"), ("postfix_logger", "
         _mo("log_transient_failures", "bool", True, module=_name, doc=_doc,
             description="Log transient failures (deferrals)"),
     ]
+# modules.chunk_logger (loggers/chunk_logger.py). The page writes add_newline = "true".
+_CHUNK = "modules.chunk_logger"
+MODULE_OPTIONS["chunk_logger"] = [
+    _mo("destination", "string", None, module="chunk_logger", doc=_CHUNK,
+        description="The log file (path, file://, jlog://, syslog://); required"),
+    _mo("timestamp_format", "string", None, module="chunk_logger", doc=_CHUNK,
+        description="strftime() format of the time written before every item (unset: none)"),
+    _mo("add_newline", "bool", True, module="chunk_logger", doc=_CHUNK,
+        description="Add a newline to every item logged (false: written as given)"),
+]
 # tls_macros has no options: `tls_macros {}` makes the outbound_tls macros available.
 MODULE_OPTIONS["tls_macros"] = []
 # modules.syslog_io (loggers/syslog_io.py); `socket` is an ecmta extension.

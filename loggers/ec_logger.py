@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import gevent
 
 from ecmta import paths
-from ecmta.loggers import bus, formats, panic, records
+from ecmta.loggers import bus, chunk_logger, formats, panic, records
 from ecmta.loggers.base import LoggerActor, attach
 from ecmta.loggers.jlog_writer import SCHEMES as JLOG_SCHEMES
 from ecmta.loggers.jlog_writer import JlogDestination, JlogWriterActor, parse_destination
@@ -125,6 +125,7 @@ class LoggingService:
         if self._heartbeat is not None:
             self._heartbeat.kill(block=False)
         panic.set_sink(None)
+        chunk_logger.install([])
         self._teardown(self.instances, self.panic_writer)
         self.instances, self.panic_writer = [], None
 
@@ -137,15 +138,16 @@ class LoggingService:
             self.instances, self.panic_writer = old, old_panic
             from ecmta.loggers import custom_logger
             panic.set_sink(self._panic_sink(old_panic, *custom_logger.panic_writers(old)))
+            chunk_logger.install(old)
             raise
         self._teardown(old, old_panic)
 
     def reopen(self, wait: float = REOPEN_WAIT) -> None:
         """`reopen logs`: every writer of every log module (ec_logger, custom_logger and
-        the MTA-format loggers, bounce loggers, the paniclog) reopens its file; then wait
-        (at most `wait` seconds) until each has appended what it held, so a batch that was
-        being appended to a file renamed by ec_rotate is finished when this returns and
-        the renamed file is complete (every later batch opens the path anew)."""
+        the MTA-format loggers, bounce loggers, chunk_logger, the paniclog) reopens its
+        file; then wait (at most `wait` seconds) until each has appended what it held, so a
+        batch that was being appended to a file renamed by ec_rotate is finished when this
+        returns and the renamed file is complete (every later batch opens the path anew)."""
         refs = self._all_writers()
         for ref in refs:
             ref.tell(WriterReopen())
@@ -168,6 +170,7 @@ class LoggingService:
     # -- building ------------------------------------------------------------------
     def _build(self, cfg) -> None:
         state = self.daemon.state_dir
+        chunk = chunk_logger.plan(cfg, state)     # checked before anything is started
         self._apply_debug_flags(cfg)
         syslog_io.configure(cfg)
         panic_path = None
@@ -189,6 +192,8 @@ class LoggingService:
         # bounce_logger / custom_bounce_logger stanzas (and the bounce classifier's config)
         from ecmta.loggers import bounce_logger
         self.instances.extend(bounce_logger.build_instances(self, cfg, state))
+        # the chunk_logger stanza (msys.beta.chunk_logger_int.log)
+        self.instances.extend(chunk_logger.build_instances(self, chunk))
 
     def _instance(self, scope, state: str) -> _Instance:
         writers = {}
@@ -236,7 +241,8 @@ class LoggingService:
         self._keys[id(ref)] = key
         return ref
 
-    def _writer(self, path: str | JlogDestination, kind: str, mode: int, pool: str = "IO"):
+    def _writer(self, path: str | JlogDestination, kind: str, mode: int, pool: str = "IO",
+                newline: bool = True):
         self._serial += 1
         key = f"logwriter:{kind}:{self._serial}"
         if isinstance(path, JlogDestination):
@@ -248,7 +254,7 @@ class LoggingService:
         else:
             # paniclog lines are rare and wanted at once: no linger
             ref = self.daemon.supervisor.spawn(FileWriterActor, path, name=kind, mode=mode,
-                                               pool=pool, key=key,
+                                               pool=pool, key=key, newline=newline,
                                                **({"linger": 0.0} if kind == "paniclog" else {}))
         self._keys[id(ref)] = key
         return ref

@@ -8,8 +8,10 @@ before its batch goes: a pool job per line costs far more CPU than the line itse
 thousand lines a second, most of the logging cost); lines that arrive while a batch is
 being written go as soon as it is done; WriterFlush sends what is pending at once. Each
 batch opens the path anew, which is what makes `reopen logs` after a rename (ec_rotate) take
-effect at once. Fails by writing the I/O error to stderr and keeping the lines for the
-next attempt; it never drops a line it was given while the process lives.
+effect at once. `newline=False` (chunk_logger's add_newline = false) writes each line as
+given, without the line end the writer otherwise adds. Fails by writing the I/O error to
+stderr and keeping the lines for the next attempt; it never drops a line it was given
+while the process lives.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ class FileWriterActor(EcActor):
     kind = "logwriter"
 
     def __init__(self, path: str, *, name: str | None = None, mode: int = 0o644,
-                 pool: str = "IO", fsync: bool = False, linger: float = LINGER) -> None:
+                 pool: str = "IO", fsync: bool = False, linger: float = LINGER,
+                 newline: bool = True) -> None:
         super().__init__(name or os.path.basename(path))
         self.path = path
         self.mode = mode
@@ -92,6 +95,7 @@ class FileWriterActor(EcActor):
         self._unsent: list[str] = []
         self.linger = linger
         self._lingering = False
+        self.newline = newline
 
     def on_receive(self, message):
         if isinstance(message, WriterLine):
@@ -125,7 +129,7 @@ class FileWriterActor(EcActor):
             return
         lines, self.pending = self.pending, []
         self.in_flight = len(lines)
-        data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+        data = self._data(lines)
         result = pools.submit(self.pool, append_lines, self.path, data, self.mode, self.fsync)
         me = self.actor_ref
 
@@ -151,6 +155,10 @@ class FileWriterActor(EcActor):
         self.waiters = still
         self._kick(now=True)         # what came meanwhile has waited long enough
 
+    def _data(self, lines: list[str]) -> bytes:
+        text = "\n".join(lines) + "\n" if self.newline else "".join(lines)
+        return text.encode("utf-8", "surrogateescape")
+
     def _tell_self(self, msg) -> None:
         if self.actor_ref.is_alive():
             self.actor_ref.tell(msg)
@@ -158,7 +166,7 @@ class FileWriterActor(EcActor):
     def on_stop(self) -> None:
         # Graceful stop: whatever is still pending is written synchronously from here.
         if self.pending:
-            data = ("\n".join(self.pending) + "\n").encode("utf-8", "surrogateescape")
+            data = self._data(self.pending)
             try:
                 pools.run(self.pool, append_lines, self.path, data, self.mode, self.fsync)
             except Exception as exc:

@@ -100,6 +100,7 @@ PROVIDED_MODULES = (
     "msys.core", "msys.extended.message", "msys.extended.message_routing",
     "msys.extended.vctx", "msys.extended.ac", "msys.threadpool", "msys.base64", "msys.qp",
     "msys.pcre", "msys.dumper", "msys.bounce",
+    "msys.beta.chunk_logger_int", "msys.ts.chunk_logger",      # loggers/chunk_logger.py
 ) + tuple("msys." + ns for ns in UNAVAILABLE_NAMESPACES)
 
 

@@ -46,6 +46,7 @@ import lupa.lua54 as lua54
 from gevent.event import AsyncResult
 from gevent.monkey import get_original
 
+from ecmta.loggers import chunk_logger
 from ecmta.loggers.panic import panic
 from ecmta.policy import dialect
 from ecmta.policy import msys as M
@@ -208,6 +209,7 @@ class Runtime:
             b"threadpool_count": M.threadpool_count, b"threadpool_find": M.threadpool_find,
         })
         api.update(msys_bounce.API)      # msys.bounce.* (policy/msys_bounce.py)
+        api[b"chunk_logger_log"] = chunk_logger.lua_log   # msys.beta.chunk_logger_int.log
         return api
 
     def _load_all(self) -> None:

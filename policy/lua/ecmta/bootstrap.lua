@@ -416,6 +416,20 @@ function msys.bounce.classify_smtp_response(text, domain)
   return api.bounce_classify_smtp_response(str(text) or "", str(domain))
 end
 
+-- chunk_logger (loggers/chunk_logger.py): msys.beta.chunk_logger_int.log(text), also named
+-- msys.ts.chunk_logger.log. The text is a string or a number (as luaL_checkstring takes it);
+-- the Python side tells it to the module's writer and returns the error text, if any.
+local function chunk_log(text)
+  local t = type(text)
+  if t ~= "string" and t ~= "number" then
+    error("bad argument #1 to 'log' (string expected, got " .. (t == "nil" and "no value" or t) .. ")", 2)
+  end
+  local err = api.chunk_logger_log(tostring(text))
+  if err ~= nil then error(err, 2) end
+end
+msys.beta = {chunk_logger_int = {log = chunk_log}}
+msys.ts = {chunk_logger = {log = chunk_log}}
+
 -- Namespaces and functions of Momentum that ecmta does not provide yet: using them raises
 -- a Lua error naming the function (never a silent no-op).
 local function unavailable(path)
