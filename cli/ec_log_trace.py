@@ -110,19 +110,16 @@ def _addr(local: str, domain: str) -> str:
     return f"{local}@{domain}" if domain else local
 
 
-_UNESC = {"n": "\n", "r": "\r", "t": "\t"}
-
-
 def _unescape_at(text: str, i: int) -> tuple[str, int]:
     """The character escaped by the backslash at text[i] (loggers/formats.py rules) and
     the index after it."""
     nxt = text[i + 1] if i + 1 < len(text) else "\\"
-    if nxt == "x" and i + 3 < len(text) + 1:
+    if nxt == "x":
         try:
             return chr(int(text[i + 2:i + 4], 16)), i + 4
         except ValueError:
             pass
-    return _UNESC.get(nxt, nxt), i + 2
+    return _UNESC_MAP.get(nxt, nxt), i + 2
 
 
 def parse_ctx(text: str) -> tuple[dict, str]:
