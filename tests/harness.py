@@ -8,6 +8,7 @@ bounded wait, then SIGKILL; stderr is kept for failure messages.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -17,8 +18,22 @@ import sys
 import tempfile
 import time
 
+import pytest
+
 READY_TIMEOUT = 30.0
 
+
+
+def wait_for(pred, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Poll `pred` until it returns something truthy; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -149,3 +164,35 @@ class Daemon:
         if getattr(self, "_err", None):
             self._err.close()
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+class SmtpSink:
+    """`smtp-sink [options] 127.0.0.1:<port> 100`, stopped by `stop()`."""
+
+    def __init__(self, port: int, *options: str) -> None:
+        exe = shutil.which("smtp-sink", path=os.environ.get("PATH", "") + ":/usr/sbin")
+        if exe is None:
+            pytest.skip("smtp-sink is not installed (./run-tests installs postfix)")
+        args = [exe]
+        if os.geteuid() == 0:
+            args += ["-u", pwd.getpwnam("nobody").pw_name]
+        args += [*options, f"127.0.0.1:{port}", "100"]
+        self.port = port
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+
+        def listening():
+            if self.proc.poll() is not None:
+                return True
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        wait_for(listening, 10, what="smtp-sink to listen")
+        assert self.proc.poll() is None, self.proc.stderr.read().decode()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)

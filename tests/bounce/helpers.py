@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -27,17 +26,6 @@ def reply_table(name: str) -> list[tuple[int, str, str]]:
 def notice(name: str) -> bytes:
     with open(os.path.join(HERE, "notices", name), "rb") as fh:
         return fh.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-def wait_for(pred, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class ScriptedSMTP:

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from ecmta.loggers import bounce_logger as BL
-from ecmta.tests.bounce.helpers import ScriptedSMTP, bouncelog_lines, notice, wait_for
+from ecmta.tests.bounce.helpers import ScriptedSMTP, bouncelog_lines, notice
+from ecmta.tests.harness import wait_for
 from ecmta.tests.harness import free_port
 
 ID = r"[0-9A-F]{2}/[0-9A-F]{2}-\d{5}-[0-9A-F]{8}"

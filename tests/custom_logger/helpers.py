@@ -11,17 +11,14 @@ from a client outside relay_hosts is refused ("relaying denied").
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 import smtplib
 import socket
-import subprocess
 import threading
-import time
 
 import pytest
 
 from ecmta.loggers import records
+from ecmta.tests import harness
 from ecmta.tests.harness import free_port
 
 WAIT = 20.0
@@ -58,14 +55,8 @@ Domain "closed.test" {{
 
 
 def wait_for(pred, timeout: float = WAIT, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """harness.wait_for with this suite's default timeout."""
+    return harness.wait_for(pred, timeout, interval, what)
 
 
 def read_lines(path: str) -> list[str]:
@@ -84,35 +75,7 @@ def wait_lines(path: str, pred, what: str, timeout: float = WAIT) -> list[str]:
 
 # -- servers ------------------------------------------------------------------------------------
 
-class SmtpSink:
-    """Postfix's `smtp-sink 127.0.0.1:<port> 100`."""
-
-    def __init__(self, port: int) -> None:
-        exe = shutil.which("smtp-sink", path=os.environ.get("PATH", "") + ":/usr/sbin")
-        if exe is None:
-            pytest.skip("smtp-sink is not installed (./run-tests installs postfix)")
-        args = [exe]
-        if os.geteuid() == 0:
-            args += ["-u", pwd.getpwnam("nobody").pw_name]
-        args += [f"127.0.0.1:{port}", "100"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-
-        def listening():
-            if self.proc.poll() is not None:
-                return True
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-        wait_for(listening, 10, what="smtp-sink to listen")
-        assert self.proc.poll() is None, self.proc.stderr.read().decode()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
+SmtpSink = harness.SmtpSink   # Postfix's smtp-sink (tests/harness.py)
 
 
 class ScriptedSmtp:

@@ -8,8 +8,8 @@ import os
 import re
 import smtplib
 import stat
-import time
 
+from ecmta.tests import harness
 from ecmta.tests.harness import Daemon, free_port
 
 WAIT = 15.0
@@ -118,14 +118,8 @@ def message(subject: str = "hi", body: str = "hello\r\n") -> bytes:
 
 
 def wait_for(pred, timeout: float = WAIT, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """harness.wait_for with this suite's default timeout."""
+    return harness.wait_for(pred, timeout, interval, what)
 
 
 class MTA:

@@ -7,16 +7,10 @@ Every wait is bounded (WAIT seconds unless told).
 from __future__ import annotations
 
 import os
-import pwd
 import re
-import shutil
 import smtplib
-import socket
-import subprocess
-import time
 
-import pytest
-
+from ecmta.tests import harness
 from ecmta.tests.harness import Daemon, free_port
 
 WAIT = 20.0
@@ -44,15 +38,8 @@ ec_logger "ec_logger" {{
 
 
 def wait_for(pred, timeout: float = WAIT, interval: float = 0.05, what: str = "condition"):
-    """Poll `pred` until it returns something truthy; AssertionError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """harness.wait_for with this suite's default timeout."""
+    return harness.wait_for(pred, timeout, interval, what)
 
 
 def gateway(domain: str, port_name: str, extra: str = "") -> str:
@@ -134,33 +121,4 @@ def start_qmta(factory, *, glob: str = "", tail: str = "", ports: dict | None = 
 
 # -- Postfix smtp-sink --------------------------------------------------------------------------
 
-class SmtpSink:
-    """`smtp-sink [options] 127.0.0.1:<port> 100`, stopped by `stop()`."""
-
-    def __init__(self, port: int, *options: str) -> None:
-        exe = shutil.which("smtp-sink", path=os.environ.get("PATH", "") + ":/usr/sbin")
-        if exe is None:
-            pytest.skip("smtp-sink is not installed (./run-tests installs postfix)")
-        args = [exe]
-        if os.geteuid() == 0:
-            args += ["-u", pwd.getpwnam("nobody").pw_name]
-        args += [*options, f"127.0.0.1:{port}", "100"]
-        self.port = port
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-
-        def listening():
-            if self.proc.poll() is not None:
-                return True
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-        wait_for(listening, 10, what="smtp-sink to listen")
-        assert self.proc.poll() is None, self.proc.stderr.read().decode()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
+SmtpSink = harness.SmtpSink   # Postfix's smtp-sink (tests/harness.py)

@@ -21,6 +21,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
+from ecmta.tests import harness
 from ecmta.tests.harness import Daemon, free_port
 
 WAIT = 15.0
@@ -38,15 +39,8 @@ MAIN_R_RE = re.compile(
 
 
 def wait_for(pred, timeout: float = WAIT, interval: float = 0.05, what: str = "condition"):
-    """Poll `pred` until it returns something truthy; AssertionError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """harness.wait_for with this suite's default timeout."""
+    return harness.wait_for(pred, timeout, interval, what)
 
 
 # -- the daemon ----------------------------------------------------------------------------

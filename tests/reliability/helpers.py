@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 
+from ecmta.tests import harness
 from ecmta.tests.harness import Daemon, free_port, short_tmpdir
 
 WAIT = 20.0
@@ -28,15 +29,8 @@ EXTENSIONS = ('"ENHANCEDSTATUSCODES" "PIPELINING" "8BITMIME" "SIZE" "DSN" "CHUNK
 
 
 def wait_for(pred, timeout: float = WAIT, interval: float = 0.05, what: str = "condition"):
-    """Poll `pred` until it returns something truthy; AssertionError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """harness.wait_for with this suite's default timeout."""
+    return harness.wait_for(pred, timeout, interval, what)
 
 
 # -- the daemon ----------------------------------------------------------------------------
