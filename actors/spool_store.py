@@ -498,17 +498,14 @@ class SpoolStore:
         if not requests:
             return requests
         try:
-            st = os.statvfs(self.base)
-            free = st.f_bavail * st.f_frsize
-            if free >= LOW_SPACE:
+            if self._free_space() >= LOW_SPACE:
                 return requests
             try:
                 _busy, log, done = self._w.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 pending = max(0, log - done) * self._w.execute("PRAGMA page_size").fetchone()[0]
             except sqlite3.Error:
                 pending = os.path.getsize(self.db_path + "-wal")
-            st = os.statvfs(self.base)
-            budget = st.f_bavail * st.f_frsize - RESERVE_SPACE - pending
+            budget = self._free_space() - RESERVE_SPACE - pending
         except OSError:
             return requests
         out = []
@@ -525,6 +522,11 @@ class SpoolStore:
                 out.append((rows, bodies))
         return out
 
+    def _free_space(self) -> int:
+        """Octets an unprivileged writer can still use on the spool's filesystem."""
+        st = os.statvfs(self.base)
+        return st.f_bavail * st.f_frsize
+
     def _checkpoint(self, force: bool = False) -> None:
         """Keep the WAL small next to the free space. Autocheckpoint waits for ~32 MB of
         WAL: on a disk with less room than that the WAL filled it, could then never be
@@ -534,8 +536,7 @@ class SpoolStore:
         try:
             if not force:
                 wal = os.path.getsize(self.db_path + "-wal")
-                st = os.statvfs(self.base)
-                if wal < min(WAL_AUTOCHECKPOINT_PAGES * 4096, st.f_bavail * st.f_frsize // 4):
+                if wal < min(WAL_AUTOCHECKPOINT_PAGES * 4096, self._free_space() // 4):
                     return
             self._w.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except (OSError, sqlite3.Error):

@@ -110,54 +110,35 @@ def _addr(local: str, domain: str) -> str:
     return f"{local}@{domain}" if domain else local
 
 
-def _unescape_at(text: str, i: int) -> tuple[str, int]:
-    """The character escaped by the backslash at text[i] (loggers/formats.py rules) and
-    the index after it."""
-    nxt = text[i + 1] if i + 1 < len(text) else "\\"
-    if nxt == "x":
-        try:
-            return chr(int(text[i + 2:i + 4], 16)), i + 4
-        except ValueError:
-            pass
-    return _UNESC_MAP.get(nxt, nxt), i + 2
+def _raw_until(text: str, i: int, stops: str) -> int:
+    """Index of the first character of `stops` at or after i that is not escaped."""
+    n = len(text)
+    while i < n and text[i] not in stops:
+        i += 2 if text[i] == "\\" else 1
+    return min(i, n)
 
 
 def parse_ctx(text: str) -> tuple[dict, str]:
     """A rejectlog context block `[k=v,k2="x y"]` at the start of text: (dict, rest).
-    Keys and quoted values are unescaped in one pass; unquoted values are literal."""
+    Keys and quoted values are unescaped (loggers/formats.py rules); unquoted values are
+    literal."""
     if not text.startswith("["):
         return {}, text
     out, i, n = {}, 1, len(text)
     while i < n and text[i] != "]":
-        key = []
-        while i < n and text[i] != "=":
-            if text[i] == "\\":
-                ch, i = _unescape_at(text, i)
-                key.append(ch)
-            else:
-                key.append(text[i])
-                i += 1
-        if i >= n:
+        j = _raw_until(text, i, "=")
+        if j >= n:
             break
-        i += 1
+        key, i = _unescape(text[i:j]), j + 1
         if i < n and text[i] == '"':
-            i += 1
-            buf = []
-            while i < n and text[i] != '"':
-                if text[i] == "\\":
-                    ch, i = _unescape_at(text, i)
-                    buf.append(ch)
-                else:
-                    buf.append(text[i])
-                    i += 1
-            i += 1
-            value = "".join(buf)
+            j = _raw_until(text, i + 1, '"')
+            value, i = _unescape(text[i + 1:j]), j + 1
         else:
             j = i
             while j < n and text[j] not in ",]":
                 j += 1
             value, i = text[i:j], j
-        out["".join(key)] = value
+        out[key] = value
         if i < n and text[i] == ",":
             i += 1
     return out, text[i + 1:] if i < n else ""

@@ -252,10 +252,8 @@ class LoggingService:
             ref = self.daemon.supervisor.spawn(syslog_io.SyslogWriterActor, path, name=kind,
                                                pool=pool, key=key)
         else:
-            # paniclog lines are rare and wanted at once: no linger
             ref = self.daemon.supervisor.spawn(FileWriterActor, path, name=kind, mode=mode,
-                                               pool=pool, key=key, newline=newline,
-                                               **({"linger": 0.0} if kind == "paniclog" else {}))
+                                               pool=pool, key=key, newline=newline)
         self._keys[id(ref)] = key
         return ref
 

@@ -2,11 +2,12 @@
 
 Owns: one file path and the lines not yet written to it. Everyone else only `tell`s it
 WriterLine messages; the actor appends them in batches from a pool thread (the hub never
-touches the disk), one batch in flight at a time, so lines keep their order. A line that
-arrives while nothing is being written waits up to `linger` (LINGER, 20 ms) for company
-before its batch goes: a pool job per line costs far more CPU than the line itself (at a
-thousand lines a second, most of the logging cost); lines that arrive while a batch is
-being written go as soon as it is done; WriterFlush sends what is pending at once. Each
+touches the disk), one batch in flight at a time, so lines keep their order. At most one
+batch starts per `linger` (LINGER, 20 ms): a line arriving sooner after the last batch
+waits for company (a pool job per line costs far more CPU than the line itself: at a
+thousand lines a second, most of the logging cost), a line after a quiet spell goes at
+once; lines that arrive while a batch is being written go as soon as it is done;
+WriterFlush sends what is pending at once. Each
 batch opens the path anew, which is what makes `reopen logs` after a rename (ec_rotate) take
 effect at once. `newline=False` (chunk_logger's add_newline = false) writes each line as
 given, without the line end the writer otherwise adds. Fails by writing the I/O error to
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 
 import gevent
@@ -95,6 +97,7 @@ class FileWriterActor(EcActor):
         self._unsent: list[str] = []
         self.linger = linger
         self._lingering = False
+        self._last_batch = 0.0
         self.newline = newline
 
     def on_receive(self, message):
@@ -123,10 +126,13 @@ class FileWriterActor(EcActor):
         if self.in_flight or not self.pending:
             return
         if not now and self.linger > 0:
-            if not self._lingering:
-                self._lingering = True
-                gevent.spawn_later(self.linger, self._tell_self, _WriterLinger())
-            return
+            wait = self._last_batch + self.linger - time.monotonic()
+            if wait > 0:                 # lines are flowing: let them gather
+                if not self._lingering:
+                    self._lingering = True
+                    gevent.spawn_later(wait, self._tell_self, _WriterLinger())
+                return
+        self._last_batch = time.monotonic()
         lines, self.pending = self.pending, []
         self.in_flight = len(lines)
         data = self._data(lines)

@@ -19,6 +19,7 @@ import collections
 import os
 import random
 import re
+import subprocess
 import time
 
 import pytest
@@ -44,7 +45,7 @@ def check_spool_offline(a) -> set[str]:
 
 
 def _ls(path: str) -> str:
-    import subprocess
+    """The spool directory and its filesystem's room (for failure messages)."""
     return subprocess.run(["ls", "-la", path, os.path.join(path, "bodies")], capture_output=True,
                           text=True).stdout + subprocess.run(["df", "-k", path], capture_output=True, text=True).stdout
 
@@ -163,7 +164,6 @@ def test_sigkill_many_times_loses_nothing(daemon_factory, smtp_sink):
 def test_sigkill_while_the_spool_disk_fills(daemon_factory, smtp_sink, small_fs):
     """The same on a 4 MB spool filesystem with 60-200 KB messages: the disk fills and
     drains over and over (452 4.3.1 refusals are expected), kills land anywhere."""
-    import os
     stats = run_crash_rounds(daemon_factory, smtp_sink, rounds=12, threads=6, max_seconds=400,
                              window=(0.5, 4.0), size_every=1, spool=os.path.join(small_fs, "spool"),
                              sizes=(60000, 120000, 200000, 300000))
