@@ -1,9 +1,9 @@
 """The log event bus: producers publish typed records, loggers subscribe by record type.
 
 Owns: the subscriber table. `publish()` is called on the hub by the pipeline stages; it
-calls each subscriber's callback synchronously, and callbacks only format and `tell`
-their writer actor, so publishing never blocks. A callback that raises is reported to the
-paniclog and removed from nothing: the next record is offered to it again.
+calls each subscriber's callback synchronously, and callbacks only gather records for
+their actor or `tell` it, so publishing never blocks. A callback that raises is reported
+to the paniclog and removed from nothing: the next record is offered to it again.
 """
 
 from __future__ import annotations
@@ -25,9 +25,14 @@ def subscribe(kinds, callback: Callable) -> Callable:
 
 
 def unsubscribe(callback: Callable) -> None:
+    """Stop offering records to callback; a callback that gathers records (a logger's
+    feed, loggers/base.py) hands over what it holds."""
     for subs in _subscribers.values():
         while callback in subs:
             subs.remove(callback)
+    flush = getattr(callback, "flush", None)
+    if flush is not None:
+        flush()
 
 
 def publish(record) -> None:

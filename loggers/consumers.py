@@ -42,7 +42,8 @@ Record format: one JSON object per record, ASCII (non-ASCII escaped), ending wit
     line    the line as that log format rendered it (in `events`: the ec_logger line of
             the record kind, the bouncelog line for an out-of-band bounce)
     fields  every field of the typed record (contexts, headers and TLS facts included
-            when the record carries them); values that are not JSON become strings
+            when the record carries them); a dataclass value becomes an object of its
+            fields, other values that are not JSON become strings
 
 Reading. A consumer is a jlog subscriber. It reads the records after its checkpoint and
 checkpoints after it has processed them, so delivery to it is at-least-once: a consumer
@@ -65,12 +66,15 @@ runs a callback on a stream inside the daemon (its own OS thread; see its docstr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
+
+import orjson
 
 from ecmta import paths
 from ecmta.loggers.jlog import BEGIN, END, ERR_FILE_OPEN, ERR_SUBSCRIBER_EXISTS, Jlog, JlogError, JlogId
@@ -109,6 +113,8 @@ def event_type(rec) -> str | None:
 
 
 _FIELDS: dict[type, tuple] = {}
+_ORJSON_OPTS = orjson.OPT_PASSTHROUGH_DATETIME      # datetimes as str(), as json's path does
+_is_dataclass = dataclasses.is_dataclass
 
 
 def _field_names(cls) -> tuple:
@@ -126,10 +132,31 @@ def _field_names(cls) -> tuple:
 def encode(stream: str, target: str, rec, line: str | None, etype: str | None = None) -> bytes:
     """One stream record (bytes, "\\n" included) for a typed record and its rendered line."""
     etype = etype or event_type(rec)
-    obj = {"v": FORMAT_VERSION, "stream": stream, "type": etype, "record": type(rec).__name__,
-           "target": target, "ts": rec.ts, "line": line,
-           "fields": {name: getattr(rec, name) for name in _field_names(type(rec))}}
-    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), default=str).encode("ascii") + b"\n"
+    cls = type(rec)
+    obj = {"v": FORMAT_VERSION, "stream": stream, "type": etype, "record": cls.__name__,
+           "target": target, "ts": rec.ts, "line": line, "fields": None}
+    try:                 # orjson: a quarter of json's time; the same bytes for ASCII records
+        obj["fields"] = rec if _is_dataclass(cls) else _fields_of(rec)   # orjson reads
+        data = orjson.dumps(obj, default=str, option=_ORJSON_OPTS)      # dataclasses itself
+        if data.isascii():
+            return data + b"\n"
+    except TypeError:    # a key or value orjson refuses: json says it the documented way
+        pass
+    obj["fields"] = _fields_of(rec)
+    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"),
+                      default=_json_default).encode("ascii") + b"\n"
+
+
+def _fields_of(rec) -> dict:
+    return {name: getattr(rec, name) for name in _field_names(type(rec))}
+
+
+def _json_default(value):
+    """What json does with a value it cannot write: a dataclass as its fields (as orjson
+    does), anything else as its text."""
+    if _is_dataclass(type(value)):
+        return _fields_of(value)
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,7 +161,9 @@ class LoggingService:
             done.wait(max(0.0, deadline - time.monotonic()))
 
     def flush(self, timeout: float = 10) -> None:
-        """Wait until every line handed to a writer so far is on disk (tests, shutdown)."""
+        """Wait until every line of the records published so far is on disk (tests,
+        shutdown): the loggers render what they hold, then every writer appends."""
+        bus.barrier().wait(timeout)
         for ref in self._all_writers():
             msg = WriterFlush()
             ref.tell(msg)

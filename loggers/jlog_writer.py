@@ -2,7 +2,7 @@
 
 Owns: one jlog (a `jlog:///path=>subscriber` or `cluster:///path=>subscriber` log
 destination), its open `JlogWriter`, and the lines not yet appended. It takes the same
-messages as `loggers.writer.FileWriterActor` (WriterLine, WriterFlush, WriterReopen), so
+messages as `loggers.writer.FileWriterActor` (WriterLine(s), WriterFlush, WriterReopen), so
 a logger tells it lines without knowing which kind of writer it has. Each line becomes one
 record: the line's bytes plus "\n" (what the file writer would have written), stamped
 with the time the actor received it. Records are appended in batches from a pool thread,
@@ -28,7 +28,7 @@ import gevent
 from ecmta import paths, pools
 from ecmta.actors.base import EcActor
 from ecmta.loggers.jlog import DEFAULT_FILE_MODE, Jlog, JlogWriter
-from ecmta.loggers.writer import WriterFlush, WriterLine, WriterReopen
+from ecmta.loggers.writer import WriterFlush, WriterLine, WriterLines, WriterReopen
 
 RETRY_DELAY = 1.0
 DEFAULT_SUBSCRIBER = "master"   # modules.ec_logger: "The default subscriber name is master."
@@ -136,6 +136,12 @@ class JlogWriterActor(EcActor):
             text = message.text + "\n" if self.newline else message.text
             self.pending.append((text.encode("utf-8", "surrogateescape"), time.time()))
             self.queued += 1
+            self._kick()
+        elif isinstance(message, WriterLines):
+            now, nl = time.time(), "\n" if self.newline else ""
+            self.pending.extend(((text + nl).encode("utf-8", "surrogateescape"), now)
+                                for text in message.lines)
+            self.queued += len(message.lines)
             self._kick()
         elif isinstance(message, _BatchDone):
             self._batch_done(message)

@@ -434,6 +434,7 @@ class StreamService:
     def _drain_loggers(self, timeout: float = DRAIN_TIMEOUT) -> None:
         """Wait until every log module actor has rendered what its mailbox holds (so the taps
         have seen every record published before the pipeline stopped)."""
+        base.flush_feeds()
         logging = getattr(self.daemon, "logging", None)
         futures = []
         for inst in getattr(logging, "instances", ()) or ():

@@ -2,7 +2,7 @@
 
 Owns: the parsing of syslog:// destinations and the SyslogWriterActor that writes one
 destination's lines to the system logger. The writer has the file writer's message
-interface (WriterLine, WriterFlush, WriterReopen), so any log module's file option may
+interface (WriterLine(s), WriterFlush, WriterReopen), so any log module's file option may
 name a syslog:// destination (the page's example is ec_logger's paniclog).
 
 Configuration: `syslog_io { ident = "ecelerity"  default_facility = "mail" }` (both the
@@ -32,7 +32,7 @@ from gevent import socket as gsocket
 
 from ecmta import pools
 from ecmta.actors.base import EcActor
-from ecmta.loggers.writer import WriterFlush, WriterLine, WriterReopen
+from ecmta.loggers.writer import WriterFlush, WriterLine, WriterLines, WriterReopen
 
 SCHEME = "syslog"
 DEFAULT_IDENT = "ecelerity"
@@ -183,6 +183,10 @@ class SyslogWriterActor(EcActor):
         if isinstance(message, WriterLine):
             self.pending.append(message.text)
             self.queued += 1
+            self._kick()
+        elif isinstance(message, WriterLines):
+            self.pending.extend(message.lines)
+            self.queued += len(message.lines)
             self._kick()
         elif isinstance(message, _BatchDone):
             self._done(message)

@@ -1,7 +1,7 @@
 """One actor per log file: lines in, batched appends out, written in a named pool.
 
 Owns: one file path and the lines not yet written to it. Everyone else only `tell`s it
-WriterLine messages; the actor appends them in batches from a pool thread (the hub never
+WriterLine (or WriterLines) messages; the actor appends them in batches from a pool thread (the hub never
 touches the disk), one batch in flight at a time, so lines keep their order. At most one
 batch starts per `linger` (LINGER, 20 ms): a line arriving sooner after the last batch
 waits for company (a pool job per line costs far more CPU than the line itself: at a
@@ -35,6 +35,12 @@ LINGER = 0.02
 @dataclass(frozen=True, slots=True)
 class WriterLine:
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriterLines:
+    """Several lines at once (a logger's render of one batch of records)."""
+    lines: list
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +105,16 @@ class FileWriterActor(EcActor):
         self._lingering = False
         self._last_batch = 0.0
         self.newline = newline
+        self._result = None
 
     def on_receive(self, message):
         if isinstance(message, WriterLine):
             self.pending.append(message.text)
             self.queued += 1
+            self._kick()
+        elif isinstance(message, WriterLines):
+            self.pending.extend(message.lines)
+            self.queued += len(message.lines)
             self._kick()
         elif isinstance(message, _WriterBatchDone):
             self._batch_done(message)
@@ -136,7 +147,8 @@ class FileWriterActor(EcActor):
         lines, self.pending = self.pending, []
         self.in_flight = len(lines)
         data = self._data(lines)
-        result = pools.submit(self.pool, append_lines, self.path, data, self.mode, self.fsync)
+        result = self._result = pools.submit(self.pool, append_lines, self.path, data,
+                                             self.mode, self.fsync)
         me = self.actor_ref
 
         def done(res, n=len(lines)):
@@ -170,7 +182,13 @@ class FileWriterActor(EcActor):
             self.actor_ref.tell(msg)
 
     def on_stop(self) -> None:
-        # Graceful stop: whatever is still pending is written synchronously from here.
+        # Graceful stop: the batch in flight is finished (or its lines taken back), then
+        # whatever is still pending is written synchronously from here.
+        if self.in_flight and self._result is not None:
+            self._result.wait(30)
+            if self._result.ready() and not self._result.successful():
+                self.pending[:0] = self._unsent
+            self.in_flight = 0
         if self.pending:
             data = self._data(self.pending)
             try:
