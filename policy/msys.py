@@ -82,7 +82,7 @@ def usable_method(name: str) -> bool:
 # Namespaces (under msys.) whose every function raises "msys.<ns>.<fn> is not available".
 UNAVAILABLE_NAMESPACES = (
     "db", "datasource", "http.client", "httpclnt", "httpsrv", "cloudmark", "brightmail",
-    "av", "audit", "audit_series", "counter", "gauge_cache", "cidr", "timer",
+    "av", "audit", "counter", "gauge_cache", "cidr", "timer",
     "validate.opendkim", "validate.dk", "rfc3464", "apn", "gcm", "commtouch",
     "expurgate", "symantec_beik", "os", "idn", "delivery",
 )
@@ -101,6 +101,7 @@ PROVIDED_MODULES = (
     "msys.extended.vctx", "msys.extended.ac", "msys.threadpool", "msys.base64", "msys.qp",
     "msys.pcre", "msys.dumper", "msys.bounce",
     "msys.beta.chunk_logger_int", "msys.ts.chunk_logger",      # loggers/chunk_logger.py
+    "msys.audit_series",                                         # policy/audit_series.py
 ) + tuple("msys." + ns for ns in UNAVAILABLE_NAMESPACES)
 
 

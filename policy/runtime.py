@@ -48,7 +48,7 @@ from gevent.monkey import get_original
 
 from ecmta.loggers import chunk_logger
 from ecmta.loggers.panic import panic
-from ecmta.policy import dialect
+from ecmta.policy import audit_series, dialect
 from ecmta.policy import msys as M
 from ecmta.policy import msys_bounce, objects
 
@@ -210,6 +210,7 @@ class Runtime:
         })
         api.update(msys_bounce.API)      # msys.bounce.* (policy/msys_bounce.py)
         api[b"chunk_logger_log"] = chunk_logger.lua_log   # msys.beta.chunk_logger_int.log
+        api.update(audit_series.lua_api(self._peer))     # msys.audit_series.*
         return api
 
     def _load_all(self) -> None:
@@ -237,6 +238,16 @@ class Runtime:
         if c is None:
             return M.b(expand(M.s(text)))
         return M.b(expand(M.s(text), c.vctx, c.msg, c.ac))
+
+    def _peer(self) -> str | None:
+        # The remote address of the session whose callout runs here (msys.audit_series'
+        # default key); None during init()/deinit().
+        c = self.current
+        if c is None:
+            return None
+        if c.ac is not None and c.ac.peer_addr:
+            return audit_series.peer_ip(c.ac.peer_addr)
+        return getattr(c.msg, "peer_ip", None) or None
 
     @staticmethod
     def _block_sleep(seconds) -> None:

@@ -430,6 +430,54 @@ end
 msys.beta = {chunk_logger_int = {log = chunk_log}}
 msys.ts = {chunk_logger = {log = chunk_log}}
 
+-- msys.audit_series (policy/audit_series.py): options may be a table or, when not one, the
+-- key itself. A key that is a proxy (`ac`) goes to Python as its object, which uses its
+-- peer's address; no key means the peer of the running session. The Python side returns
+-- (nil, value) or (error text): errors are raised here, at the script's line.
+local function as_result(err, value)
+  if err ~= nil then error(err, 3) end
+  return value
+end
+local function as_key(k)
+  if type(k) == "table" and rawget(k, PY) ~= nil then return rawget(k, PY) end
+  if k == nil or type(k) == "number" then return k end
+  return tostring(k)
+end
+local function as_opts(o)
+  if type(o) == "table" and rawget(o, PY) == nil then return o end
+  return {key = o}
+end
+local function as_name(name, fn)
+  if type(name) ~= "string" then
+    error("bad argument #1 to '" .. fn .. "' (string expected, got " ..
+          (name == nil and "no value" or type(name)) .. ")", 3)
+  end
+  return name
+end
+msys.audit_series = {}
+function msys.audit_series.define(name, stype, interval, num_windows, options)
+  name = as_name(name, "define")
+  local o = type(options) == "table" and options or {}
+  local v = as_result(api.audit_series_define(name, str(stype), interval, num_windows,
+                                              o.serialize, o.persist, str(o.replicate)))
+  return v      -- not a tail call: error level 3 must be the script
+end
+function msys.audit_series.add(name, options)
+  name = as_name(name, "add")
+  local o = as_opts(options)
+  as_result(api.audit_series_add(name, as_key(o.key), o.count))
+end
+function msys.audit_series.count(name, options)
+  name = as_name(name, "count")
+  local o = as_opts(options)
+  local v = as_result(api.audit_series_count(name, as_key(o.key), o.startv, o.endv))
+  return v
+end
+function msys.audit_series.remove_item(name, key)
+  name = as_name(name, "remove_item")
+  as_result(api.audit_series_remove_item(name, as_key(key)))
+end
+
 -- Namespaces and functions of Momentum that ecmta does not provide yet: using them raises
 -- a Lua error naming the function (never a silent no-op).
 local function unavailable(path)
