@@ -69,6 +69,7 @@ class Daemon:
         from ecmta.actors.spool import SpoolService
         from ecmta.config import EvalContext
         from ecmta.console import loader
+        from ecmta.policy.audit_series_service import AuditSeriesService
         from ecmta.transports.control import ControlService
         from ecmta.transports.dns import Resolver
         from ecmta.transports.routing import Router, route_options
@@ -82,10 +83,12 @@ class Daemon:
         self.spool = SpoolService(self.config.current, on_recovered=self._recovered,
                                   state_dir=self.state_dir)
         self.delivery = DeliveryService(self)
+        # msys.audit_series' persisted state is staged before the scripts' init() runs
+        self.audit_series = AuditSeriesService(self)
         self.esmtp = ESMTPService(self)
         self.control = ControlService(self)
         for svc in (self.pools, self.logging, self.log_streams, self.dns, self.spool, self.delivery,
-                    self.esmtp, self.control):
+                    self.audit_series, self.esmtp, self.control):
             if getattr(svc, "name", "") not in self.skip:
                 self.supervisor.add(svc)
 

@@ -30,7 +30,8 @@ from ecmta.config.registry import ModuleSpec, OptionSpec, ScopeSpec
 BUILT = frozenset({"scriptlet", "ec_logger", "maildir", "pipe_transport", "bounce_logger",
                    "custom_bounce_logger", "bounce_classifier_override",
                    "custom_logger", "tls_macros", "exim_logger", "postfix_logger",
-                   "sendmail_logger", "syslog_io", "log_streams", "delay_dsn", "chunk_logger"})
+                   "sendmail_logger", "syslog_io", "log_streams", "delay_dsn", "chunk_logger",
+                   "inbound_audit"})
 
 # Options every module stanza accepts (module_config): enabled (bool, default true; false =
 # passive, only callable from Lua) and debug_level (DEBUG..CRITICAL, default ERROR).
@@ -405,6 +406,20 @@ MODULE_OPTIONS["chunk_logger"] = [
         description="strftime() format of the time written before every item (unset: none)"),
     _mo("add_newline", "bool", True, module="chunk_logger", doc=_CHUNK,
         description="Add a newline to every item logged (false: written as given)"),
+]
+# modules.inbound_audit: only what msys.audit_series uses is built (policy/
+# audit_series_service.py). `monitors` feeds `inbound_audit show ip`, a console command
+# not built yet, like msys.audit.* (connections, receptions, rejections).
+_IA = "modules.inbound_audit"
+MODULE_OPTIONS["inbound_audit"] = [
+    _mo("log_dir", "string", "audit_series_logs", module="inbound_audit", doc=_IA,
+        description="Directory of the journals of series defined with serialize = true"),
+    _mo("serialize_dir", "string", "audit_series_persist", module="inbound_audit", doc=_IA,
+        description="Directory where series defined with persist = true are saved and read back"),
+    _mo("maintenance_interval", "interval", 300, module="inbound_audit", doc=_IA,
+        description="Seconds between journals of the series defined with serialize = true"),
+    _mo("monitors", "list", (), module="inbound_audit", doc=_IA, built=False,
+        description="Windows of `inbound_audit show ip` (\"window-size,number-of-windows\" ...)"),
 ]
 # tls_macros has no options: `tls_macros {}` makes the outbound_tls macros available.
 MODULE_OPTIONS["tls_macros"] = []

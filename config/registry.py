@@ -26,9 +26,10 @@ from typing import Any
 #   rate     "N" or "N/S" -> (count, seconds)
 #   interval integer seconds, or "N unit" (seconds|minutes|hours|days) where the page says so
 #   size     integer bytes
+#   regex_list  a list of regular expressions (Python `re`), each compiled when read
 #   scope    the option is a scope keyword (listed for completeness; see ScopeSpec)
 TYPES = frozenset({"bool", "int", "octal", "string", "enum", "list", "dict", "rate",
-                   "interval", "size", "scope"})
+                   "interval", "size", "scope", "regex_list"})
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ the console prints for a built-in default (`Blackhole = 0`). Used by `validate.p
 (files) and `manager.py` (console `config set`).
 
 Typed forms: bool -> bool, int/octal/size/interval -> int, string/enum -> str,
-list -> tuple, dict -> FrozenDict, rate -> Rate(count, seconds). An option the registry
-does not type (inside a module ecmta does not implement, only with allow_unbuilt) keeps
-its literal structure: str, tuple, FrozenDict.
+list and regex_list (each item compiled as a Python regex) -> tuple, dict -> FrozenDict,
+rate -> Rate(count, seconds). An option the registry does not type (inside a module ecmta
+does not implement, only with allow_unbuilt) keeps its literal structure: str, tuple,
+FrozenDict.
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ def _convert(spec, node, int_enums):
         if isinstance(node, DictNode):
             raise BadValue("expected a list ( ... ), got a dictionary")
         return generic(node)
+    if t == "regex_list":
+        return _regex_list(_convert(_LIST, node, int_enums))
     if t == "dict":
         if not isinstance(node, DictNode):
             raise BadValue("expected a dictionary [ key = value ... ]")
@@ -157,6 +160,24 @@ def _convert(spec, node, int_enums):
     if t == "scope":
         raise BadValue("is a scope; write it as a stanza with { }")
     return generic(node)
+
+
+class _ListSpec:
+    type = "list"
+
+
+_LIST = _ListSpec()
+
+
+def _regex_list(patterns: tuple) -> tuple:
+    for p in patterns:
+        if not isinstance(p, str):
+            raise BadValue(f"expected a list of regular expressions, got a nested {typed_raw(None, p)}")
+        try:
+            re.compile(p)
+        except re.error as exc:
+            raise BadValue(f"bad regular expression {_show(p)}: {exc}") from None
+    return patterns
 
 
 # -- defaults as literals -------------------------------------------------------------------

@@ -378,9 +378,11 @@ def render_snapshot(series: Series, totals: dict, start: float, end: float) -> s
 
 
 def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    """Write `text` to `path` through a temporary file and a rename (blocking: pool only)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    """Write `text` to `path` through a hidden temporary file (".<name>.<pid>.tmp"), fsync
+    and a rename (blocking: pool only)."""
+    directory, base = os.path.split(path)
+    os.makedirs(directory or ".", exist_ok=True)
+    tmp = os.path.join(directory, f".{base}.{os.getpid()}.tmp")     # hidden from readers
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:

@@ -265,7 +265,7 @@ def test_persisted_state_round_trips_and_lands_in_its_windows(tmp_path, clock):
     old.add("ips", "10.0.0.1", 3)
     written = A.save_persisted(str(tmp_path), old.persist_payloads())
     assert sorted(os.path.basename(p) for p in written) == ["ips.json", "v6.json"]
-    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert sorted(os.listdir(tmp_path)) == ["ips.json", "v6.json"]      # no temporary file left
 
     clock.t += 60                      # a restart a minute later
     new = Store(clock=clock)
