@@ -31,7 +31,7 @@ BUILT = frozenset({"scriptlet", "ec_logger", "maildir", "pipe_transport", "bounc
                    "custom_bounce_logger", "bounce_classifier_override",
                    "custom_logger", "tls_macros", "exim_logger", "postfix_logger",
                    "sendmail_logger", "syslog_io", "log_streams", "delay_dsn", "chunk_logger",
-                   "inbound_audit"})
+                   "as_logger", "inbound_audit"})
 
 # Options every module stanza accepts (module_config): enabled (bool, default true; false =
 # passive, only callable from Lua) and debug_level (DEBUG..CRITICAL, default ERROR).
@@ -406,6 +406,22 @@ MODULE_OPTIONS["chunk_logger"] = [
         description="strftime() format of the time written before every item (unset: none)"),
     _mo("add_newline", "bool", True, module="chunk_logger", doc=_CHUNK,
         description="Add a newline to every item logged (false: written as given)"),
+]
+# modules.as_logger (loggers/as_logger.py): journals the audit series of this node (no
+# cluster here). Momentum gives no defaults for base_dir and log_interval; ecmta's are the
+# standalone directory (under the state directory) and the page's example interval.
+_ASL = "modules.as_logger"
+MODULE_OPTIONS["as_logger"] = [
+    _mo("base_dir", "string", "audit_series_logs", module="as_logger", doc=_ASL,
+        description="Directory of the journal files (<series>.<YYYYmmddHHMMSS>, UTC)"),
+    _mo("log_interval", "interval", 60, module="as_logger", doc=_ASL,
+        description="Seconds between journal files; each series is reset after its file"),
+    _mo("series_include_default", "enum", "none", module="as_logger", doc=_ASL,
+        choices=("all", "none"), description="Journal every series (all) or none by default"),
+    _mo("series_include", "regex_list", (), module="as_logger", doc=_ASL,
+        description="With series_include_default = none: regexes of the series journaled"),
+    _mo("series_exclude", "regex_list", (), module="as_logger", doc=_ASL,
+        description="With series_include_default = all: regexes of the series left out"),
 ]
 # modules.inbound_audit: only what msys.audit_series uses is built (policy/
 # audit_series_service.py). `monitors` feeds `inbound_audit show ip`, a console command

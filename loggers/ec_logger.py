@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import gevent
 
 from ecmta import paths
-from ecmta.loggers import bus, chunk_logger, formats, panic, records
+from ecmta.loggers import as_logger, bus, chunk_logger, formats, panic, records
 from ecmta.loggers.base import LoggerActor, attach
 from ecmta.loggers.jlog_writer import SCHEMES as JLOG_SCHEMES
 from ecmta.loggers.jlog_writer import JlogDestination, JlogWriterActor, parse_destination
@@ -173,6 +173,7 @@ class LoggingService:
     def _build(self, cfg) -> None:
         state = self.daemon.state_dir
         chunk = chunk_logger.plan(cfg, state)     # checked before anything is started
+        journal = as_logger.plan(cfg, state)
         self._apply_debug_flags(cfg)
         syslog_io.configure(cfg)
         panic_path = None
@@ -196,6 +197,8 @@ class LoggingService:
         self.instances.extend(bounce_logger.build_instances(self, cfg, state))
         # the chunk_logger stanza (msys.beta.chunk_logger_int.log)
         self.instances.extend(chunk_logger.build_instances(self, chunk))
+        # the as_logger stanza (journals of msys.audit_series)
+        self.instances.extend(as_logger.build_instances(self, journal))
 
     def _instance(self, scope, state: str) -> _Instance:
         writers = {}
