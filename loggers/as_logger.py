@@ -30,9 +30,10 @@ numeric order, strings by code point); backslash, tab, CR and LF in a name or ke
 written \\\\, \\t, \\r, \\n; counts are integers unless a fractional count was added. start is
 when the series was defined or last reset (for a journal without reset: the start of the
 oldest window it holds), end the time of the snapshot. A series with no counts gets a file
-with the header alone. Files are written to a temporary name, fsynced and renamed, from
-the IO pool; the hub never waits for a disk. A write that fails is a paniclog line; the
-counts of that interval are lost (the series was reset).
+with the header alone. Times are ISO 8601 UTC with milliseconds (2024-05-01T12:00:00.250Z).
+Files are written to a hidden temporary name (".<file>.<pid>.tmp"), fsynced and renamed,
+from the IO pool; the hub never waits for a disk. A write that fails is a paniclog line;
+the counts of that interval are lost (the series was reset).
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ as IPv4; an accept construct (`ac`) or the string "accept_construct" means its p
 means the peer of the session whose callout is running (a Lua error outside a callout). An
 address of the other family is not counted (add, remove_item: nothing; count: 0), because
 a series is either IPv4 or IPv6 (the define page's warning). count takes "ip/mask" or
-"/mask" (the current peer under that mask) and sums every address inside. string series:
+"/mask" (the current peer under that mask) and sums every address inside (one lookup for
+a /32 or /128; a shorter mask scans the keys of the windows summed). string series:
 the key is required (a Lua error names the function otherwise); an `ac` means its peer's
 address as text. count sums windows `startv`..`endv` (default 0..0, clipped to the series).
 
