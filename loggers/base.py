@@ -9,7 +9,8 @@ the actor what it holds as one RecordBatch, at once after a quiet spell and othe
 most once per LINGER (20 ms); the actor renders the batch and tells each writer its lines
 in one WriterLines. Publishing never waits for a disk, and under load a logger costs two
 actor messages per batch instead of two per record (the messages, not the formatting,
-were most of what logging cost). A LogBarrier is told at once, after what the feed holds.
+were most of what logging cost). An urgent LogBarrier is told at once, after what the feed
+holds; a lazy one (the spool's) waits for the feed's next batch like any record.
 
 Talks to: the log bus (records arrive by tell), its writer actors, and the stream taps:
 `TAPS` maps (actor class name, instance name) and a target to callables that
@@ -114,7 +115,7 @@ class LoggerActor(EcActor):
             if left[0] == 0:
                 b.one_done()
         for ref in refs:
-            msg = WriterFlush()
+            msg = WriterFlush(urgent=b.urgent)
             ref.tell(msg)
             msg.done.rawlink(one)
 
@@ -147,7 +148,7 @@ class Feed:
             self.ref.tell(record)
             return
         self.items.append(record)
-        if isinstance(record, bus.LogBarrier):
+        if isinstance(record, bus.LogBarrier) and record.urgent:
             self.flush()
         elif self._timer is None:
             wait = self._last + self.linger - time.monotonic()

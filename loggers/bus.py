@@ -51,11 +51,12 @@ def has_subscribers(kind: type) -> bool:
 class LogBarrier:
     """A record every logger actor answers by flushing its writers (see `barrier()`)."""
 
-    __slots__ = ("done", "_left")
+    __slots__ = ("done", "_left", "urgent")
 
-    def __init__(self, left: int) -> None:
+    def __init__(self, left: int, urgent: bool = True) -> None:
         self.done = AsyncResult()
         self._left = left
+        self.urgent = urgent
         if left <= 0:
             self.done.set(True)
 
@@ -65,13 +66,16 @@ class LogBarrier:
             self.done.set(True)
 
 
-def barrier() -> AsyncResult:
+def barrier(urgent: bool = True) -> AsyncResult:
     """AsyncResult set once every line rendered from the records published so far has
     been written to its file (the spool waits for it before it removes delivered mail,
     so a crash never leaves a message neither spooled nor logged). Loggers attached with
-    `loggers.base.attach` answer it; mailboxes are FIFO, so it follows their records."""
+    `loggers.base.attach` answer it; mailboxes are FIFO, so it follows their records.
+    `urgent=False` lets the lines go at the loggers' and writers' own pace (within their
+    20 ms lingers) rather than forcing a write now: the spool's way, so that waiting for
+    the log costs nothing but that delay."""
     subs = list(_subscribers.get(LogBarrier, ()))
-    b = LogBarrier(len(subs))
+    b = LogBarrier(len(subs), urgent)
     for callback in subs:
         try:
             callback(b)

@@ -45,7 +45,10 @@ class WriterLines:
 
 @dataclass(frozen=True, slots=True)
 class WriterFlush:
+    """Set `done` once every line told before it is written; `urgent=False`: without
+    writing sooner than the writer would anyway."""
     done: AsyncResult = field(default_factory=AsyncResult)
+    urgent: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +126,7 @@ class FileWriterActor(EcActor):
                 message.done.set(True)
             else:
                 self.waiters.append((self.queued, message.done))
-                self._kick(now=True)
+                self._kick(now=message.urgent)
         elif isinstance(message, _WriterLinger):
             self._lingering = False
             self._kick(now=True)

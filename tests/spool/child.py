@@ -292,7 +292,42 @@ def stopdrain(base: str, opts: dict) -> None:
     out("DONE")
 
 
-SCENARIOS = {"crash": crash, "group": group, "bench": bench, "recover": recover,
+def logwait(base: str, opts: dict) -> None:
+    """A logger that holds the log barrier: removals wait for it (at most
+    LOG_BARRIER_WAIT), commits do not; the removal is done once it answers."""
+    from ecmta.loggers import bus
+    held = []
+    handle = bus.subscribe((bus.LogBarrier,), held.append)     # answers when told to
+    svc = service(base)
+    svc.start()
+    first = make_batch(1, 5000)
+    svc.commit(first).get(timeout=30)
+    removed = svc.remove([first[0].id])
+    gevent.sleep(0.1)
+    t0 = time.monotonic()
+    svc.commit(make_batch(1, 5000)).get(timeout=30)     # not behind the held barrier
+    commit_secs = time.monotonic() - t0
+    info = {"barriers": len(held), "removed_while_held": removed.ready(),
+            "commit_secs": commit_secs, "count_while_held": svc.count()}
+    for b in held:
+        b.one_done()
+    info["removed"] = removed.get(timeout=30)
+    info["count_after"] = svc.count()
+    # a logger that never answers delays a removal by LOG_BARRIER_WAIT, no more
+    held.clear()
+    second = make_batch(1, 5000)
+    svc.commit(second).get(timeout=30)
+    t0 = time.monotonic()
+    svc.remove([second[0].id]).get(timeout=30)
+    info["unanswered_secs"] = time.monotonic() - t0
+    info["limit"] = spool_mod.LOG_BARRIER_WAIT
+    bus.unsubscribe(handle)
+    out("INFO", json.dumps(info))
+    svc.stop()
+    out("DONE")
+
+
+SCENARIOS = {"logwait": logwait, "crash": crash, "group": group, "bench": bench, "recover": recover,
              "populate": populate, "enospc": enospc, "roundtrip": roundtrip,
              "stopdrain": stopdrain}
 

@@ -25,6 +25,16 @@ def test_commit_update_load_remove_through_the_service(tmp_path):
     assert missing == {"missing": "SpoolNotFoundError"}
 
 
+def test_removals_wait_for_the_log_and_commits_do_not(tmp_path):
+    lines, _ = run_child("logwait", tmp_path / "spool")
+    info = infos(lines)[0]
+    assert info["barriers"] == 1
+    assert info["removed_while_held"] is False and info["count_while_held"] == 2
+    assert info["commit_secs"] < info["limit"] / 2      # the commit did not wait for the log
+    assert info["removed"] is True and info["count_after"] == 1
+    assert info["limit"] * 0.9 <= info["unanswered_secs"] < info["limit"] + 5
+
+
 def test_group_commit_gathers_concurrent_commits(tmp_path):
     workers, per_worker = 50, 20
     lines, _ = run_child("group", tmp_path / "spool", {"workers": workers, "per_worker": per_worker})
