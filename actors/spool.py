@@ -27,6 +27,8 @@ before it are in their files (a lazy `loggers.bus.barrier`, at most LOG_BARRIER_
 after a crash a message is still spooled or logged, never neither. Removals wait for that
 on their own: commits never wait for the log (waiting cost the end-to-end throughput a
 tenth when logs were written), and one barrier covers every removal that came meanwhile.
+`flush()` (delivery's durable "delivering" mark) does not wait for those removals either;
+the stop's flush (`removals=True`) does.
 
 Logs (paniclog): quarantined or unreadable records at spool-in (naming the id and why),
 write failures (at most one line per PANIC_INTERVAL with a count), a whole database set
@@ -220,6 +222,7 @@ class SpoolQuarantine:
 @dataclass(frozen=True, slots=True)
 class SpoolFlush:
     result: AsyncResult
+    removals: bool = False           # also the removals still waiting for their log lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +304,7 @@ class SpoolActor(EcActor):
         self._log_token = None
         self._log_timer = None
         self.quarantine: list[tuple[str, str]] = []
-        self.flushes: list[AsyncResult] = []
+        self.flushes: list[tuple[AsyncResult, bool]] = []
         self.writing = 0                 # requests whose body files are being written
         self.in_flight: _Batch | None = None
         # After a failed transaction that mixed new messages with removals, the removals
@@ -408,7 +411,7 @@ class SpoolActor(EcActor):
         self._kick()
 
     def _on_flush(self, msg: SpoolFlush) -> None:
-        self.flushes.append(msg.result)
+        self.flushes.append((msg.result, msg.removals))
         self._kick(force=True)
 
     def _on_set_sync(self, msg: SpoolSetSync) -> None:
@@ -545,11 +548,13 @@ class SpoolActor(EcActor):
 
     def _check_flushes(self) -> None:
         if self.flushes and not (self.in_flight or self.ready or self.writing or self.updates
-                                 or self.removes or self.unlogged or self.logging
-                                 or self.quarantine):
-            for result in self.flushes:
-                result.set(True)
-            self.flushes = []
+                                 or self.removes or self.quarantine):
+            # removals waiting for the log keep only the flushes that asked for them
+            logging = bool(self.unlogged or self.logging)
+            still = []
+            for result, removals in self.flushes:
+                (still.append((result, removals)) if removals and logging else result.set(True))
+            self.flushes = still
 
     def on_stop(self) -> None:
         # Only reached when stop() timed out: whoever still waits is told, rather than
@@ -562,7 +567,7 @@ class SpoolActor(EcActor):
         for _ids, result in self.removes + batch.removes + self.unlogged + self.logging:
             if not result.ready():
                 result.set_exception(err)
-        for result in self.flushes:
+        for result, _removals in self.flushes:
             result.set_exception(err)
         self.ready, self.removes, self.flushes = [], [], []
         self.unlogged, self.logging = [], []
@@ -609,7 +614,7 @@ class SpoolService:
             self._recovery.kill(block=True, timeout=5)
         if self.ref is not None and self.ref.is_alive():
             done = AsyncResult()
-            self.ref.tell(SpoolFlush(done))
+            self.ref.tell(SpoolFlush(done, removals=True))
             if not done.wait(timeout):
                 panic("spool stop: pending writes did not finish in time", subsystem="spool")
             self.ref.stop(timeout=5)
@@ -677,10 +682,11 @@ class SpoolService:
             self.ref.tell(SpoolRemove(ids, result))
         return result
 
-    def flush(self) -> AsyncResult:
-        """AsyncResult: True once everything handed to the spool so far is on disk."""
+    def flush(self, removals: bool = False) -> AsyncResult:
+        """AsyncResult: True once everything handed to the spool so far is on disk; the
+        removals still waiting for their log lines only with `removals=True`."""
         result = AsyncResult()
-        self.ref.tell(SpoolFlush(result))
+        self.ref.tell(SpoolFlush(result, removals))
         return result
 
     def load_body(self, msg_id: str) -> bytes:

@@ -307,11 +307,20 @@ def logwait(base: str, opts: dict) -> None:
     t0 = time.monotonic()
     svc.commit(make_batch(1, 5000)).get(timeout=30)     # not behind the held barrier
     commit_secs = time.monotonic() - t0
+    # a flush (delivery's "delivering" mark) does not wait for the log either; the
+    # stop's flush (removals=True) does
+    svc.update(first[0].id, state="delivering")
+    t0 = time.monotonic()
+    full = svc.flush(removals=True)
+    svc.flush().get(timeout=30)
+    flush_secs = time.monotonic() - t0
     info = {"barriers": len(held), "removed_while_held": removed.ready(),
-            "commit_secs": commit_secs, "count_while_held": svc.count()}
+            "commit_secs": commit_secs, "count_while_held": svc.count(),
+            "flush_secs": flush_secs, "full_flush_while_held": full.ready()}
     for b in held:
         b.one_done()
     info["removed"] = removed.get(timeout=30)
+    info["full_flush"] = full.get(timeout=30)
     info["count_after"] = svc.count()
     # a logger that never answers delays a removal by LOG_BARRIER_WAIT, no more
     held.clear()

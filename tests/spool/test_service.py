@@ -31,7 +31,8 @@ def test_removals_wait_for_the_log_and_commits_do_not(tmp_path):
     assert info["barriers"] == 1
     assert info["removed_while_held"] is False and info["count_while_held"] == 2
     assert info["commit_secs"] < info["limit"] / 2      # the commit did not wait for the log
-    assert info["removed"] is True and info["count_after"] == 1
+    assert info["flush_secs"] < info["limit"] / 2 and info["full_flush_while_held"] is False
+    assert info["removed"] is True and info["count_after"] == 1 and info["full_flush"] is True
     assert info["limit"] * 0.9 <= info["unanswered_secs"] < info["limit"] + 5
 
 
