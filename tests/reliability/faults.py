@@ -25,7 +25,7 @@
   ok                a plain server that accepts everything (counts messages)
 
 `messages` counts the ends of data answered 250. Every thread and wait is bounded
-(HOLD seconds at most per connection); `stop()` closes everything.
+(HOLD seconds at most per connection, unless `hold` says); `stop()` closes everything.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ BANNER = b"220 fault.test ESMTP\r\n"
 
 
 class FaultServer:
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, hold: float = HOLD) -> None:
         self.mode = mode
+        self.hold = hold
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -96,7 +97,7 @@ class FaultServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        conn.settimeout(HOLD)
+        conn.settimeout(self.hold)
         try:
             getattr(self, "_m_" + self.mode.replace("-", "_"))(conn)
         except OSError:
@@ -108,8 +109,8 @@ class FaultServer:
                 pass
 
     def _hold(self, conn) -> None:
-        """Say nothing more until the client goes away (or HOLD)."""
-        end = time.monotonic() + HOLD
+        """Say nothing more until the client goes away (or `hold` seconds)."""
+        end = time.monotonic() + self.hold
         while not self._stop.is_set() and time.monotonic() < end:
             try:
                 if not conn.recv(4096):
@@ -119,7 +120,7 @@ class FaultServer:
 
     def _lines(self, conn):
         buf = b""
-        end = time.monotonic() + HOLD
+        end = time.monotonic() + self.hold
         while time.monotonic() < end:
             while b"\r\n" in buf:
                 line, buf = buf.split(b"\r\n", 1)

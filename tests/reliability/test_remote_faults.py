@@ -209,9 +209,10 @@ def test_silent_resolver_is_a_transient_failure_and_reception_goes_on(daemon_fac
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(420)          # the daemon waits 300 s for the 354
 def test_remote_hanging_after_data_is_cut_at_300s(daemon_factory, fault_dns):
     dns_port, _silent = fault_dns
-    srv = FaultServer("hang-354")
+    srv = FaultServer("hang-354", hold=400)   # longer than the 300 s wait for 354
     try:
         m = start_mta(daemon_factory, relay='"x.test"', glob=GLOB,
                       tail=f'Domain "hang354.test" {{\n  remote_smtp_port = {srv.port}\n}}\n',
