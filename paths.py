@@ -33,3 +33,24 @@ def resolve(path: str, base: str | None = None) -> str:
 def ensure_parent(path: str) -> str:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     return path
+
+
+def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
+    """Write `text` to `path` through a hidden temporary file (".<name>.<pid>.tmp"), fsync
+    and a rename (blocking: pool only)."""
+    directory, base = os.path.split(path)
+    os.makedirs(directory or ".", exist_ok=True)
+    tmp = os.path.join(directory, f".{base}.{os.getpid()}.tmp")     # hidden from readers
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    os.replace(tmp, path)

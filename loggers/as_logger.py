@@ -144,7 +144,7 @@ def write_all(items: list[tuple[str, str]]) -> list[str]:
         while os.path.exists(path):
             n += 1
             path = f"{stem}.{n}"
-        audit_series.write_atomic(path, text)
+        paths.write_atomic(path, text)
         written.append(path)
     return written
 

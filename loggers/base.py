@@ -31,7 +31,7 @@ from gevent import monkey
 
 from ecmta.actors.base import EcActor
 from ecmta.loggers import bus
-from ecmta.loggers.writer import WriterFlush, WriterLine, WriterLines
+from ecmta.loggers.writer import WriterFlush, WriterLines
 
 LINGER = 0.02
 _real_thread_id = monkey.get_original("_thread", "get_ident")
@@ -56,20 +56,8 @@ class LoggerActor(EcActor):
         raise NotImplementedError
 
     def on_receive(self, record):
-        if isinstance(record, RecordBatch):
-            self._render_batch(record.items)
-            return
-        if isinstance(record, bus.LogBarrier):
-            self._barrier(record)
-            return
-        taps = TAPS
-        for target, line in self.render(record):
-            writer = self.writers.get(target)
-            if writer is not None:
-                writer.tell(WriterLine(line))
-            if taps:
-                for tap in taps.get((self.tap_key, target), ()):
-                    tap(record, target, line)
+        # a feed's batch, or one record told directly (a heartbeat, another thread's record)
+        self._render_batch(record.items if isinstance(record, RecordBatch) else (record,))
 
     def _render_batch(self, items: list) -> None:
         out: dict = {}

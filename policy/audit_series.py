@@ -50,6 +50,8 @@ from urllib.parse import quote
 
 from gevent.monkey import get_original
 
+from ecmta import paths
+
 TYPES = ("cidr", "cidr_ipv6", "string")
 REPLICATE = ("none", "cluster", "manager")
 BITS = {"cidr": 32, "cidr_ipv6": 128}
@@ -378,33 +380,12 @@ def render_snapshot(series: Series, totals: dict, start: float, end: float) -> s
     return head + "".join(lines)
 
 
-def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    """Write `text` to `path` through a hidden temporary file (".<name>.<pid>.tmp"), fsync
-    and a rename (blocking: pool only)."""
-    directory, base = os.path.split(path)
-    os.makedirs(directory or ".", exist_ok=True)
-    tmp = os.path.join(directory, f".{base}.{os.getpid()}.tmp")     # hidden from readers
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    os.replace(tmp, path)
-
-
 def save_persisted(directory: str, payloads: dict[str, dict]) -> list[str]:
     """Write each payload to `<directory>/<name>.json` (blocking: pool only)."""
     written = []
     for name, payload in payloads.items():
         path = os.path.join(directory, file_stem(name) + PERSIST_SUFFIX)
-        write_atomic(path, json.dumps(payload, sort_keys=True) + "\n", 0o600)
+        paths.write_atomic(path, json.dumps(payload, sort_keys=True) + "\n", 0o600)
         written.append(path)
     return written
 
