@@ -137,11 +137,14 @@ def run_case(m, c: dict, tag: bytes) -> Wire:
     return w
 
 
-def _rejections(m, port: int) -> list[tuple[int, str]]:
+def _rejections(m, conn: tuple[int, int]) -> list[tuple[int, str]]:
+    """This connection's rejectlog lines: its client port alone may have been used before
+    towards another listener."""
+    port, local = conn
     out = []
     for ln in m._lines("rejectlog.ec"):
         mt = REJECT_RE.match(ln)
-        if mt and mt["R"] == f"127.0.0.1:{port}":
+        if mt and mt["R"] == f"127.0.0.1:{port}" and mt["L"] == f"127.0.0.1:{local}":
             out.append((int(mt["E"]), mt["P"]))
     return out
 
@@ -159,7 +162,7 @@ def test_there_are_enough_cases():
 def test_case(abuse, c):
     tag = f"t{abs(hash(c['id'])) % 10**8:08d}{int(time.time() * 1000) % 100000}"
     w = run_case(abuse, c, tag.encode())
-    port = w.sock.getsockname()[1]
+    conn = (w.sock.getsockname()[1], w.sock.getpeername()[1])
     if c["ctx"]:
         dump = w.cmd("XDUMPCONTEXT").text
         for k, v in c["ctx"].items():
@@ -167,11 +170,11 @@ def test_case(abuse, c):
     w.close()
     if c["log"] is not None:
         want = c["log"]
-        got = wait_for(lambda: (lambda g: g if len(g) >= len(want) else None)(_rejections(abuse, port)),
+        got = wait_for(lambda: (lambda g: g if len(g) >= len(want) else None)(_rejections(abuse, conn)),
                        what=f"{len(want)} rejectlog lines") if want else []
         if not want:
             time.sleep(0.2)
-            got = _rejections(abuse, port)
+            got = _rejections(abuse, conn)
         assert got == want, f"{c['id']}: rejectlog {got[:10]} (wanted {want[:10]})"
     if c["stored"] is not None:
         if c["stored"]:
